@@ -1,0 +1,472 @@
+"""The CALM core: bridges (projection + cross-attention + gate) wired into a frozen anchor LM.
+
+Paper §3.1 (Bansal et al., ICLR 2024), with what encoder-style composition needs on top:
+
+    for each connection (i in L_A, j in L_B):
+        m     = proj(stack_k(norm(h_A[i])))                  # (B, S/k, D_B)  m_A states in the anchor's width
+        h_B  += tanh(g) * xattn(q=norm(h_B[j]), kv=m, mask)  # residual after anchor layer j, feeds layer j+1
+
+The gate g starts at 0, so at step 0 the composed model computes exactly what the anchor computes. Bridges
+attach to the anchor through forward hooks on its decoder layers: the anchor's modules, parameters and
+`state_dict` keys are untouched, and with no m_A input the hooks do nothing (the anchor, bit for bit).
+
+m_A's states and each bridge's keys/values are computed once per input (`Composition.encode` → `Memory`) and
+reused by every decoding step. In *aligned* mode (a text m_A reading the anchor's own tokens) m_A keeps its
+own KV cache inside the `Memory`, and anchor position t only sees m_A positions <= t.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speech_calm.config import BridgeConfig, ConfigError
+from speech_calm.towers import AugmentingTower, TowerOutput, anchor_spec, cache_argument, find_layers, output_cache
+
+
+# --------------------------------------------------------------------------------------------------------
+# Which layers connect
+# --------------------------------------------------------------------------------------------------------
+
+
+def select_connections(
+    tower_layers: int, anchor_layers: int, cfg: BridgeConfig, tower: str = "m_A"
+) -> list[tuple[int, int]]:
+    """The (m_A layer i, anchor layer j) pairs, 0-based, validated against both depths.
+
+    `cfg.pairs` wins; else `cfg.num` connections evenly spaced in both towers; else every `cfg.every`-th m_A
+    layer (k-1, 2k-1, ...) joined to as many anchor layers spread evenly up to the last one (paper: k = 4).
+    """
+    if cfg.pairs is not None:
+        pairs = [tuple(p) for p in cfg.pairs]
+        if not pairs:
+            raise ConfigError(f"bridge.pairs for tower '{tower}' is empty; give at least one (i, j) pair")
+    else:
+        if cfg.num is not None:
+            n = cfg.num
+            if n < 1:
+                raise ConfigError(f"bridge.num must be >= 1, got {n}")
+        elif cfg.every is not None:
+            if cfg.every < 1:
+                raise ConfigError(f"bridge.every must be >= 1, got {cfg.every}")
+            n = tower_layers // cfg.every
+            if n < 1:
+                raise ConfigError(
+                    f"bridge.every={cfg.every} selects no layer of tower '{tower}', which has {tower_layers} "
+                    f"layers; use a smaller bridge.every or bridge.pairs"
+                )
+        else:
+            raise ConfigError("set one of bridge.every, bridge.num or bridge.pairs")
+        if n > tower_layers or n > anchor_layers:
+            raise ConfigError(
+                f"bridge.num={n} is more connections than tower '{tower}' ({tower_layers} layers) or the anchor "
+                f"({anchor_layers} layers) has layers"
+            )
+        if cfg.num is None:
+            ii = [(m + 1) * cfg.every - 1 for m in range(n)]  # type: ignore[operator]
+        else:
+            ii = [round((m + 1) * tower_layers / n) - 1 for m in range(n)]
+        jj = [round((m + 1) * anchor_layers / n) - 1 for m in range(n)]
+        pairs = list(zip(ii, jj))
+    for i, j in pairs:
+        if not 0 <= i < tower_layers:
+            raise ConfigError(
+                f"bridge connection ({i}, {j}) names layer {i} of tower '{tower}', which has {tower_layers} "
+                f"layers (valid: 0..{tower_layers - 1})"
+            )
+        if not 0 <= j < anchor_layers:
+            raise ConfigError(
+                f"bridge connection ({i}, {j}) names anchor layer {j}, but the anchor has {anchor_layers} "
+                f"layers (valid: 0..{anchor_layers - 1})"
+            )
+    if len(set(pairs)) != len(pairs):
+        raise ConfigError(f"bridge connections for tower '{tower}' repeat a pair: {pairs}")
+    return pairs  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------------------------
+# One bridge
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BridgeMemory:
+    """A bridge's keys and values over m_A's states, computed once per input.
+
+    key, value: (B, H, S, d); mask: (B, S) bool, True on real m_A positions.
+    """
+
+    key: torch.Tensor
+    value: torch.Tensor
+    mask: torch.Tensor
+
+    def cat(self, other: BridgeMemory) -> BridgeMemory:
+        """Append positions (aligned mode, one decoding step)."""
+        return BridgeMemory(
+            torch.cat([self.key, other.key], dim=2),
+            torch.cat([self.value, other.value], dim=2),
+            torch.cat([self.mask, other.mask], dim=1),
+        )
+
+    def select(self, index: torch.Tensor) -> BridgeMemory:
+        """Pick batch rows (beam search reorders and repeats rows)."""
+        return BridgeMemory(self.key[index], self.value[index], self.mask[index])
+
+
+class TanhGate(nn.Module):
+    """y = tanh(g) * x with a scalar g initialised to 0 (Flamingo): the bridge starts as the identity."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.tanh(self.scale)
+
+
+class Bridge(nn.Module):
+    """Projection of m_A layer-i states plus gated multi-head cross-attention from anchor layer j.
+
+    Args:
+        tower_dim: D_A, the width of m_A's hidden states.
+        anchor_dim: D_B, the anchor's hidden size.
+        num_heads: attention heads; D_B must divide by it.
+        frame_stack: k consecutive m_A frames are concatenated before projection (shortens speech k times).
+    """
+
+    def __init__(
+        self,
+        tower_dim: int,
+        anchor_dim: int,
+        num_heads: int,
+        frame_stack: int = 1,
+        dropout: float = 0.0,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        if anchor_dim % num_heads:
+            raise ConfigError(
+                f"bridge.num_heads={num_heads} does not divide the anchor width {anchor_dim}; "
+                f"choose a divisor of {anchor_dim}"
+            )
+        if frame_stack < 1:
+            raise ConfigError(f"bridge.frame_stack must be >= 1, got {frame_stack}")
+        self.num_heads = num_heads
+        self.frame_stack = frame_stack
+        self.dropout = dropout
+        # m_A layers differ in scale; normalising before the projection keeps every connection trainable
+        self.norm_memory = nn.LayerNorm(tower_dim * frame_stack, eps=norm_eps)
+        self.proj = nn.Linear(tower_dim * frame_stack, anchor_dim)
+        self.norm_query = nn.LayerNorm(anchor_dim, eps=norm_eps)
+        self.q = nn.Linear(anchor_dim, anchor_dim, bias=False)
+        self.k = nn.Linear(anchor_dim, anchor_dim, bias=False)
+        self.v = nn.Linear(anchor_dim, anchor_dim, bias=False)
+        self.o = nn.Linear(anchor_dim, anchor_dim, bias=False)
+        self.gate = TanhGate()
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, s, d = x.shape  # (B, S, D) -> (B, H, S, D/H)
+        return x.view(b, s, self.num_heads, d // self.num_heads).transpose(1, 2)
+
+    def memory(self, states: torch.Tensor, mask: torch.Tensor) -> BridgeMemory:
+        """Keys and values over m_A states (B, S, D_A) with mask (B, S) → `BridgeMemory` of length S/k."""
+        k = self.frame_stack
+        if k > 1:
+            b, s, d = states.shape
+            pad = (-s) % k
+            states = F.pad(states * mask[..., None], (0, 0, 0, pad))  # padded frames are zero
+            mask = F.pad(mask, (0, pad))
+            states = states.reshape(b, (s + pad) // k, k * d)  # (B, S/k, k*D_A)
+            mask = mask.view(b, (s + pad) // k, k).any(-1)  # a stacked frame is real if any of its frames is
+        m = self.proj(self.norm_memory(states))  # (B, S', D_B)
+        return BridgeMemory(self._heads(self.k(m)), self._heads(self.v(m)), mask)
+
+    def forward(
+        self, hidden: torch.Tensor, memory: BridgeMemory, query_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The gated update to add to anchor states `hidden` (B, T, D_B); returns (B, T, D_B).
+
+        query_index: aligned mode only, (T,) the sequence positions of the T queries; query t then sees only
+        m_A positions <= query_index[t]. None (encoder mode): every query sees all real m_A positions.
+        """
+        memory_mask = memory.mask[:, None, None, :]  # (B, 1, 1, S)
+        if query_index is not None:
+            key_index = torch.arange(memory.mask.shape[1], device=hidden.device)
+            memory_mask = memory_mask & (key_index[None, :] <= query_index[:, None])[None, None]  # (B,1,T,S)
+        # A query with no visible m_A position (padding, an item without audio) must get exactly 0, not the
+        # NaN that softmax over nothing gives: let it attend anywhere, then zero its output.
+        visible = memory_mask.any(-1, keepdim=True)  # (B, 1, T|1, 1)
+        attn_mask = memory_mask | ~visible
+        q = self._heads(self.q(self.norm_query(hidden)))  # (B, H, T, d)
+        out = F.scaled_dot_product_attention(
+            q, memory.key.to(q.dtype), memory.value.to(q.dtype), attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # (B, H, T, d)
+        out = out * visible.to(out.dtype)
+        b, h, t, d = out.shape
+        out = self.o(out.transpose(1, 2).reshape(b, t, h * d))  # (B, T, D_B)
+        out = F.dropout(out, self.dropout, self.training)
+        return self.gate(out).to(hidden.dtype)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The composition
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TowerMemory:
+    """One tower's bridge memories; in aligned mode also m_A's own KV cache and how far it has read."""
+
+    bridges: list[BridgeMemory]
+    cache: Any = None
+    length: int = 0
+
+
+@dataclass
+class Memory:
+    """Everything the bridges read, per tower name. Built by `Composition.encode`, reused across decoding
+    steps; aligned towers extend it in place as tokens are fed (like an HF `Cache`)."""
+
+    towers: dict[str, TowerMemory] = field(default_factory=dict)
+
+    def select(self, index: torch.Tensor) -> None:
+        """Reorder / repeat batch rows in place (beam search), m_A caches included."""
+        for tm in self.towers.values():
+            tm.bridges = [bm.select(index) for bm in tm.bridges]
+            if tm.cache is not None:
+                tm.cache.reorder_cache(index)
+
+
+@dataclass
+class _Context:
+    memory: Memory
+    query_index: dict[str, torch.Tensor | None]
+
+
+class Composition(nn.Module):
+    """A frozen anchor LM augmented by one or more frozen towers through trainable bridges.
+
+    Args:
+        anchor: a Hugging Face causal LM (`...ForCausalLM`, `GPT2LMHeadModel`, ...). Frozen here.
+        towers: name → augmenting tower (speech encoder, text LM, ...). Frozen here.
+        bridges: one `BridgeConfig` for all towers, or one per tower name.
+
+    Only `self.bridges` trains: `trainable_parameters()` names them, `bridge_state_dict()` saves them.
+    """
+
+    def __init__(
+        self,
+        anchor: nn.Module,
+        towers: Mapping[str, AugmentingTower],
+        bridges: BridgeConfig | Mapping[str, BridgeConfig],
+    ) -> None:
+        super().__init__()
+        if not towers:
+            raise ConfigError("a composition needs at least one augmenting tower")
+        self.anchor = anchor
+        self.towers = nn.ModuleDict(dict(towers))
+        spec = anchor_spec(anchor)
+        self.anchor_layers = find_layers(anchor, spec.num_layers, spec.hidden_size)
+        self.configs: dict[str, BridgeConfig] = {
+            name: bridges if isinstance(bridges, BridgeConfig) else bridges[name] for name in towers
+        }
+        self.connections: dict[str, list[tuple[int, int]]] = {}
+        self.bridges = nn.ModuleDict()
+        for name, tower in towers.items():
+            cfg = self.configs[name]
+            if cfg.type != "cross_attention":
+                raise ConfigError(f"Composition builds cross_attention bridges; tower '{name}' asks for {cfg.type}")
+            if cfg.mode == "aligned":
+                self._check_aligned(name, tower, spec.vocab_size, cfg)
+            pairs = select_connections(tower.num_layers, spec.num_layers, cfg, name)
+            self.connections[name] = pairs
+            heads = cfg.num_heads or spec.num_heads
+            self.bridges[name] = nn.ModuleList(
+                Bridge(tower.hidden_size, spec.hidden_size, heads, cfg.frame_stack, cfg.dropout, cfg.norm_eps)
+                for _ in pairs
+            )
+        for module in (self.anchor, self.towers):
+            module.requires_grad_(False)
+            module.eval()
+        self._context: _Context | None = None
+        self._cache_arg = cache_argument(anchor)
+        # anchor layer j -> [(tower, bridge index)]; one hook per anchor layer that has bridges
+        self._at_layer: dict[int, list[tuple[str, int]]] = {}
+        for name, pairs in self.connections.items():
+            for b, (_, j) in enumerate(pairs):
+                self._at_layer.setdefault(j, []).append((name, b))
+        self._hooks = [
+            self.anchor_layers[j].register_forward_hook(self._make_hook(j)) for j in sorted(self._at_layer)
+        ]
+
+    @staticmethod
+    def _check_aligned(name: str, tower: AugmentingTower, anchor_vocab: int, cfg: BridgeConfig) -> None:
+        if tower.modality != "text":
+            raise ConfigError(f"tower '{name}' is a {tower.modality} tower; aligned mode needs a text tower")
+        tower_vocab = getattr(tower, "vocab_size", None)
+        if tower_vocab != anchor_vocab:
+            raise ConfigError(
+                f"aligned mode needs m_A and the anchor to read the same tokens, but tower '{name}' has a "
+                f"vocabulary of {tower_vocab} and the anchor {anchor_vocab}; use bridge.mode=encoder for towers "
+                f"with their own tokenizer"
+            )
+        if cfg.frame_stack != 1:
+            raise ConfigError(f"aligned mode reads token by token; set bridge.frame_stack=1 for tower '{name}'")
+
+    # ---------------------------------------------------------------------------------------------- freezing
+
+    def train(self, mode: bool = True) -> Composition:
+        """Bridges follow `mode`; the frozen towers always stay in eval mode (no dropout, fixed statistics)."""
+        super().train(mode)
+        self.anchor.eval()
+        self.towers.eval()
+        return self
+
+    def trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """(name, parameter) of everything that trains: the bridges, named as in `bridge_state_dict`."""
+        return self.bridges.named_parameters()
+
+    def bridge_state_dict(self) -> dict[str, torch.Tensor]:
+        """The bridges' weights alone (no tower weights), keyed `tower.index.param`."""
+        return {k: v.detach() for k, v in self.bridges.state_dict().items()}
+
+    def load_bridge_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load weights saved by `bridge_state_dict`; every bridge key must be present and no other."""
+        missing, unexpected = self.bridges.load_state_dict(dict(state), strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"bridge checkpoint does not match this composition: missing {missing[:5]}, unexpected "
+                f"{unexpected[:5]}; was it saved from a recipe with other towers or bridge settings?"
+            )
+
+    # ---------------------------------------------------------------------------------------------- memory
+
+    def encode(self, tower_inputs: Mapping[str, Mapping[str, Any]] | None = None) -> Memory:
+        """Run the encoder-mode towers once and project their states for every bridge.
+
+        tower_inputs: tower name → its forward kwargs (speech: `audio` (B, T), `audio_lens` (B,)). Towers left
+        out take no part in this input. Aligned towers need no input here: they read the anchor's tokens.
+        """
+        memory = Memory()
+        for name, kwargs in (tower_inputs or {}).items():
+            if name not in self.towers:
+                raise KeyError(f"no tower named '{name}' in this composition (towers: {list(self.towers)})")
+            if self.configs[name].mode == "aligned":
+                raise ValueError(f"tower '{name}' is aligned: it reads input_ids, give it no tower_inputs")
+            out = self._run_tower(name, **kwargs)
+            memory.towers[name] = TowerMemory(self._project(name, out))
+        for name, cfg in self.configs.items():
+            if cfg.mode == "aligned":
+                memory.towers[name] = TowerMemory([])
+        return memory
+
+    def _run_tower(self, name: str, **kwargs: Any) -> TowerOutput:
+        with torch.no_grad():  # towers are frozen: no activations kept for backward
+            return self.towers[name](**kwargs)
+
+    def _project(self, name: str, out: TowerOutput) -> list[BridgeMemory]:
+        return [
+            bridge.memory(out.hidden_states[i], out.mask)
+            for bridge, (i, _) in zip(self.bridges[name], self.connections[name])
+        ]
+
+    def _advance_aligned(
+        self, memory: Memory, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+    ) -> dict[str, torch.Tensor | None]:
+        """Feed the new tokens to each aligned m_A (with its own cache) and extend the bridge memories."""
+        query_index: dict[str, torch.Tensor | None] = {}
+        for name, cfg in self.configs.items():
+            if cfg.mode != "aligned":
+                query_index[name] = None
+                continue
+            tm = memory.towers.setdefault(name, TowerMemory([]))
+            with torch.no_grad():
+                out = self.towers[name](
+                    input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                    cache=tm.cache, use_cache=True,
+                )
+            new = self._project(name, out)
+            tm.bridges = new if not tm.bridges else [old.cat(n) for old, n in zip(tm.bridges, new)]
+            tm.cache = out.cache
+            t = input_ids.shape[1]
+            query_index[name] = torch.arange(tm.length, tm.length + t, device=input_ids.device)
+            tm.length += t
+        return query_index
+
+    # ---------------------------------------------------------------------------------------------- forward
+
+    def _make_hook(self, j: int):  # noqa: ANN202 - a torch forward hook
+        def hook(module: nn.Module, args: Any, output: Any) -> Any:
+            ctx = self._context
+            if ctx is None:
+                return output  # no m_A input: the anchor exactly as it was
+            hidden = output[0] if isinstance(output, tuple) else output  # (B, T, D_B)
+            for name, b in self._at_layer[j]:
+                tm = ctx.memory.towers.get(name)
+                if tm is None or not tm.bridges:
+                    continue
+                hidden = hidden + self.bridges[name][b](hidden, tm.bridges[b], ctx.query_index.get(name))
+            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+        return hook
+
+    @contextmanager
+    def _attached(self, ctx: _Context) -> Iterator[None]:
+        self._context = ctx
+        try:
+            yield
+        finally:
+            self._context = None
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        tower_inputs: Mapping[str, Mapping[str, Any]] | None = None,
+        memory: Memory | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: Any = None,
+        use_cache: bool = False,
+        logits_to_keep: int | torch.Tensor = 0,
+    ) -> Any:
+        """The anchor's forward with the bridges attached; returns the anchor's output (logits (B, T', V)).
+
+        input_ids / inputs_embeds: (B, T) / (B, T, D_B), the new tokens (all of them, or one decoding step).
+        attention_mask: (B, past + T), 1 on real tokens; left padding is fine (positions come from it).
+        tower_inputs: forward kwargs per encoder-mode tower, encoded here when `memory` is not given.
+        memory: from `encode`, reused across decoding steps (and extended in place by aligned towers).
+        cache: the anchor's KV cache from the previous step (`output_cache(previous output)`).
+        logits_to_keep: as in HF: an int keeps the last N positions (0 = all) — targets only, in training.
+        """
+        ref = input_ids if input_ids is not None else inputs_embeds
+        if ref is None:
+            raise ValueError("give input_ids or inputs_embeds")
+        b, t = ref.shape[:2]
+        if attention_mask is None:
+            past = cache.get_seq_length() if cache is not None else 0
+            attention_mask = torch.ones(b, past + t, dtype=torch.long, device=ref.device)
+        if position_ids is None:
+            # count real tokens only, so left-padded rows start at position 0 like unpadded ones
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -t:]
+        if memory is None:
+            memory = self.encode(tower_inputs)
+        query_index: dict[str, torch.Tensor | None] = {name: None for name in self.configs}
+        if any(cfg.mode == "aligned" for cfg in self.configs.values()):
+            if input_ids is None:
+                raise ValueError("aligned towers read input_ids; inputs_embeds alone cannot feed them")
+            query_index = self._advance_aligned(memory, input_ids, attention_mask, position_ids)
+        with self._attached(_Context(memory, query_index)):
+            return self.anchor(
+                input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                position_ids=position_ids, use_cache=use_cache, logits_to_keep=logits_to_keep,
+                **{self._cache_arg: cache},
+            )

@@ -1,0 +1,249 @@
+"""Recipes: typed dataclasses loaded from YAML, with `a.b=value` overrides from the command line.
+
+A recipe is a tree of dataclasses. Loading is strict: an unknown key or a value of the wrong type fails with
+a `ConfigError` that names the dotted key path and, for unknown keys, the closest valid key. The resolved
+recipe (after overrides) is what a run saves beside its outputs, so a run directory always says exactly how
+it was made.
+
+    recipe = load_recipe("recipes/telugu.yaml", ["compose.train.max_steps=200"])
+    save_recipe(recipe, run_dir / "recipe.yaml")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+from speech_calm.encoder import ConformerConfig
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A recipe or override is invalid; the message names the key path and what to do."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# The recipe tree
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BridgeConfig:
+    """How m_A is joined to the anchor (paper §3.1, plus a pre-norm and a zero-initialised gate)."""
+
+    type: Literal["cross_attention", "prefix"] = "cross_attention"  # CALM bridges, or the projector baseline
+    every: int | None = 4  # connect every k-th m_A layer (k-1, 2k-1, ...) to as many evenly spaced anchor layers
+    num: int | None = None  # or: this many connections, evenly spaced in both towers (overrides `every`)
+    pairs: list[tuple[int, int]] | None = None  # or: explicit (m_A layer, anchor layer) pairs, 0-based
+    mode: Literal["encoder", "aligned"] = "encoder"  # aligned: m_A reads the anchor's tokens, causally
+    num_heads: int | None = None  # cross-attention heads; None = the anchor's head count
+    frame_stack: int = 1  # concatenate this many consecutive m_A frames before projecting (speech)
+    dropout: float = 0.0  # attention-probability and output dropout inside bridges
+    norm_eps: float = 1e-6  # epsilon of the query and memory norms
+
+
+@dataclass
+class TowerConfig:
+    """Where a frozen model comes from: a hub id, a local directory, a `.gguf` file, or `python:MODULE`."""
+
+    source: str = ""  # see towers.resolve_source for the accepted forms
+    dtype: str = "auto"  # "auto" = bf16 on CUDA, fp32 on CPU; or float32 / bfloat16 / float16
+    trust_remote_code: bool = False  # off unless a recipe sets it: remote code runs with your rights
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warmup and cosine decay."""
+
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.01  # AdamW decoupled weight decay (not applied to norms, biases and gates)
+    betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas
+    warmup_steps: int = 50  # linear warmup from 0 to lr
+    min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio at max_steps
+    grad_clip: float = 1.0  # clip the global gradient norm to this (0 = off)
+    gate_lr_scale: float = 1.0  # learning-rate multiplier for bridge gates
+
+
+@dataclass
+class TrainConfig:
+    """One training stage's loop settings."""
+
+    max_steps: int = 1000  # optimiser steps
+    batch_size: int = 16  # items per step per process (before accumulation)
+    max_batch_seconds: float | None = None  # bucketed batches: cap on summed audio seconds per micro-batch
+    grad_accum: int = 1  # micro-batches per optimiser step
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval_every: int = 200  # evaluate on dev every N steps (and at the end)
+    eval_items: int = 64  # dev items decoded for CER/WER/BLEU/chrF++ at each evaluation
+    save_every: int = 200  # checkpoint every N steps (atomic), and at the end
+    keep_last: int = 2  # checkpoints kept
+    log_every: int = 10  # steps between progress lines in metrics.jsonl
+    max_nonfinite: int = 5  # consecutive non-finite losses that stop the run
+    num_workers: int = 0  # data-loader worker processes
+
+
+@dataclass
+class Recipe:
+    """A whole run. Sections not used by a recipe's stages keep their defaults."""
+
+    run_dir: str = "runs/default"  # where checkpoints, metrics and the resolved recipe go
+    seed: int = 0  # seeds python, numpy and torch
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
+    stages: list[str] = field(default_factory=list)  # stages to run, in order
+    anchor: TowerConfig = field(default_factory=TowerConfig)  # the frozen anchor LM (m_B)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    encoder: ConformerConfig = field(default_factory=ConformerConfig)  # our speech m_A, when trained here
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Loading, checking and saving
+# --------------------------------------------------------------------------------------------------------
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None, cls: type[T] = Recipe) -> T:
+    """Read a YAML recipe, apply `a.b=value` overrides, and build the typed, validated recipe."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe {path} does not exist; recipes live in recipes/ (e.g. recipes/telugu.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {path} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {path} must be a mapping of keys to values at the top level")
+    for item in overrides or []:
+        apply_override(data, item)
+    return from_dict(cls, data)
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Apply one `a.b.c=value` override in place; the value is parsed as YAML (`x=[1, 2]`, `y=null`)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r} must look like section.key=value (e.g. train.max_steps=200)")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML: {e}") from e
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {part} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def from_dict(cls: type[T], data: Any, path: str = "") -> T:
+    """Build dataclass `cls` from a mapping, checking every key and type. `path` prefixes error messages."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'recipe'} must be a mapping, got {type(data).__name__} {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            hint = f"; did you mean {(path + '.' if path else '') + close[0]}?" if close else ""
+            raise ConfigError(f"unknown key {where}{hint} (valid keys here: {', '.join(fields)})")
+        kwargs[key] = _coerce(hints[key], value, where)
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{path or 'recipe'}: {e}") from e
+    return obj
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Check `value` against type `tp` (and convert lists to tuples, ints to floats, mappings to dataclasses)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {_name(tp)}")
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where} must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list ({_name(tp)}), got {type(value).__name__} {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{where} must have {len(args)} items ({_name(tp)}), got {value!r}")
+            return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        item_tp = args[0] if args else Any
+        items = [_coerce(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {type(value).__name__} {value!r}")
+        key_tp, val_tp = args or (Any, Any)
+        return {_coerce(key_tp, k, where): _coerce(val_tp, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {type(value).__name__} {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported recipe type {_name(tp)}")  # a bug in the recipe classes
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def to_dict(obj: Any) -> Any:
+    """A recipe as plain YAML-able data (tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def save_recipe(recipe: Any, path: str | Path) -> None:
+    """Write the resolved recipe as YAML, atomically (temporary name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    tmp.replace(path)

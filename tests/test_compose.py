@@ -1,0 +1,262 @@
+"""The CALM core: identity at init, frozen towers, masks, aligned causality, multi-tower, bridge checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from speech_calm.checkpoint import load_bridges, save_bridges
+from speech_calm.compose import Composition, select_connections
+from speech_calm.config import BridgeConfig, ConfigError
+from tests import tiny
+
+torch.set_num_threads(2)
+
+
+def open_gates(model: Composition, value: float = 0.7) -> None:
+    """Gates start at 0 (identity); open them so the bridges really change the anchor."""
+    with torch.no_grad():
+        for name, p in model.trainable_parameters():
+            if name.endswith("gate.scale"):
+                p.fill_(value)
+
+
+def prompt(b: int, t: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(3, tiny.VOCAB, (b, t), generator=torch.Generator().manual_seed(seed))
+
+
+SPEECH_EVERY = BridgeConfig(every=1)  # 2-layer towers: connect both layers
+
+
+@pytest.mark.parametrize("anchor_kind", tiny.ANCHORS)
+@pytest.mark.parametrize("tower_kind", tiny.SPEECH_TOWERS + ("text_aligned",))
+def test_identity_at_init(anchor_kind: str, tower_kind: str) -> None:
+    anchor = tiny.anchor(anchor_kind)
+    ids = prompt(2, 7)
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        expected = anchor(input_ids=ids, attention_mask=mask).logits
+    if tower_kind == "text_aligned":
+        model = Composition(anchor, {"lm": tiny.text_tower()}, BridgeConfig(every=1, mode="aligned"))
+        inputs = None
+    else:
+        model = Composition(anchor, {"speech": tiny.speech_tower(tower_kind)}, SPEECH_EVERY)
+        audio, lens = tiny.audio_batch([16000, 12000])
+        inputs = {"speech": {"audio": audio, "audio_lens": lens}}
+    with torch.no_grad():
+        got = model(ids, mask, tower_inputs=inputs).logits
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)  # a zero gate adds exactly nothing
+    # the bridges do take part: with open gates the logits move
+    open_gates(model)
+    with torch.no_grad():
+        moved = model(ids, mask, tower_inputs=inputs).logits
+    assert (moved - expected).abs().max() > 1e-3
+
+
+def test_anchor_state_dict_unchanged_and_no_input_is_anchor() -> None:
+    anchor = tiny.anchor("llama")
+    keys = list(anchor.state_dict())
+    ids = prompt(2, 6)
+    with torch.no_grad():
+        expected = anchor(input_ids=ids).logits
+    model = Composition(anchor, {"speech": tiny.speech_tower("conformer")}, SPEECH_EVERY)
+    open_gates(model)
+    assert list(anchor.state_dict()) == keys
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, expected, rtol=0, atol=0)  # no m_A input
+        torch.testing.assert_close(anchor(input_ids=ids).logits, expected, rtol=0, atol=0)  # called directly
+
+
+def _loss(model: Composition, ids: torch.Tensor, inputs: dict) -> torch.Tensor:
+    logits = model(ids, tower_inputs=inputs).logits
+    return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+
+
+def test_one_step_trains_bridges_only() -> None:
+    model = Composition(tiny.anchor("gemma3"), {"speech": tiny.speech_tower("conformer")}, SPEECH_EVERY)
+    model.train()
+    towers_before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("bridges.")}
+    bridges_before = {k: v.clone() for k, v in model.bridge_state_dict().items()}
+    params = [p for _, p in model.trainable_parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    audio, lens = tiny.audio_batch([16000, 9000])
+    ids = prompt(2, 8)
+    inputs = {"speech": {"audio": audio, "audio_lens": lens}}
+
+    def step() -> None:
+        opt.zero_grad()
+        _loss(model, ids, inputs).backward()
+        opt.step()
+
+    step()
+    after = model.bridge_state_dict()
+    gates = [k for k in after if k.endswith("gate.scale")]
+    # the zero gate is the only path with a gradient at step 0; it must move
+    assert all(not torch.equal(after[k], bridges_before[k]) for k in gates)
+    step()  # with the gate open, every bridge weight receives a gradient
+    after = model.bridge_state_dict()
+    unchanged = [k for k in after if torch.equal(after[k], bridges_before[k])]
+    assert not unchanged, f"bridge parameters that did not train: {unchanged}"
+    for k, v in model.state_dict().items():
+        if not k.startswith("bridges."):
+            assert torch.equal(v, towers_before[k]), f"frozen parameter {k} changed"
+    opt_params = {id(p) for group in opt.param_groups for p in group["params"]}
+    assert opt_params == {id(p) for p in model.bridges.parameters()}
+    for name, p in list(model.anchor.named_parameters()) + list(model.towers.named_parameters()):
+        assert not p.requires_grad and p.grad is None, name
+    assert not model.anchor.training and not model.towers.training and model.bridges.training
+
+
+@pytest.mark.parametrize("tower_kind", ["conformer", "wav2vec2"])
+def test_padding_item_alone_equals_item_in_batch(tower_kind: str) -> None:
+    model = Composition(tiny.anchor("llama"), {"speech": tiny.speech_tower(tower_kind)},
+                        BridgeConfig(every=1, frame_stack=2))
+    open_gates(model)
+    audio, lens = tiny.audio_batch([16000, 7000])
+    ids = prompt(2, 9)
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0  # item 1: a shorter prompt, left-padded
+    with torch.no_grad():
+        batch = model(ids, mask, tower_inputs={"speech": {"audio": audio, "audio_lens": lens}}).logits
+        alone = model(ids[1:, 4:], tower_inputs={"speech": {"audio": audio[1:, :7000], "audio_lens": lens[1:]}}).logits
+    torch.testing.assert_close(batch[1, 4:], alone[0], rtol=1e-4, atol=1e-4)
+
+
+def test_aligned_mode_is_causal() -> None:
+    model = Composition(tiny.anchor("qwen2"), {"lm": tiny.text_tower()}, BridgeConfig(every=1, mode="aligned"))
+    open_gates(model)
+    ids = prompt(1, 10)
+    changed = ids.clone()
+    changed[0, 6:] = (changed[0, 6:] + 5) % tiny.VOCAB
+    # feed m_A the changed tokens while the anchor reads the original ones: same-token reading is what
+    # aligned mode does, so patch the tower to read `changed`
+    tower = model.towers["lm"]
+    original_forward = tower.forward
+
+    def reads_changed(input_ids, **kw):  # noqa: ANN001, ANN003, ANN202
+        return original_forward(changed[:, : input_ids.shape[1]], **kw)
+
+    with torch.no_grad():
+        base = model(ids).logits
+        tower.forward = reads_changed
+        try:
+            after = model(ids).logits
+        finally:
+            tower.forward = original_forward
+    torch.testing.assert_close(after[0, :6], base[0, :6], rtol=0, atol=0)  # positions <= 5 unchanged
+    assert (after[0, 6:] - base[0, 6:]).abs().max() > 1e-4  # later ones do see m_A
+
+
+def test_aligned_mode_padding() -> None:
+    model = Composition(tiny.anchor("llama"), {"lm": tiny.text_tower()}, BridgeConfig(every=1, mode="aligned"))
+    open_gates(model)
+    ids = prompt(2, 8)
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0
+    with torch.no_grad():
+        batch = model(ids, mask).logits
+        alone = model(ids[:1, 3:]).logits
+    assert torch.isfinite(batch).all()
+    torch.testing.assert_close(batch[0, 3:], alone[0], rtol=1e-4, atol=1e-4)
+
+
+def test_two_towers_augment_one_anchor() -> None:
+    anchor = tiny.anchor("gemma3")
+    model = Composition(
+        anchor, {"speech": tiny.speech_tower("conformer"), "telugu": tiny.text_tower()},
+        {"speech": BridgeConfig(every=1, frame_stack=2), "telugu": BridgeConfig(pairs=[(1, 0)], mode="aligned")},
+    )
+    assert model.connections == {"speech": [(0, 0), (1, 1)], "telugu": [(1, 0)]}
+    assert len(model.bridges["speech"]) == 2 and len(model.bridges["telugu"]) == 1
+    ids = prompt(2, 6)
+    audio, lens = tiny.audio_batch([8000, 8000])
+    speech = {"speech": {"audio": audio, "audio_lens": lens}}
+    with torch.no_grad():
+        plain = anchor(input_ids=ids).logits
+        torch.testing.assert_close(model(ids, tower_inputs=speech).logits, plain)
+        open_gates(model)
+        both = model(ids, tower_inputs=speech).logits
+        for name in ("speech", "telugu"):  # each tower contributes: closing its gates changes the output
+            for bridge in model.bridges[name]:
+                bridge.gate.scale.zero_()
+            without = model(ids, tower_inputs=speech).logits
+            assert (without - both).abs().max() > 1e-4, name
+            open_gates(model)
+
+
+def test_bridge_checkpoint_round_trip(tmp_path) -> None:  # noqa: ANN001
+    def build(seed: int) -> Composition:
+        torch.manual_seed(seed)
+        return Composition(tiny.anchor("gpt2"), {"speech": tiny.speech_tower("conformer")}, SPEECH_EVERY)
+
+    model = build(0)
+    open_gates(model, 0.3)
+    path = tmp_path / "bridges.safetensors"
+    save_bridges(model, path)
+    saved = load_file(str(path))
+    assert set(saved) == set(model.bridge_state_dict())
+    assert all(k.split(".")[0] == "speech" for k in saved)  # bridges only: no anchor or tower tensor
+    n_bridge = sum(p.numel() for p in model.bridges.parameters())
+    assert sum(v.numel() for v in saved.values()) == n_bridge
+    other = build(1)  # other random bridges
+    other.anchor.load_state_dict(model.anchor.state_dict())
+    other.towers.load_state_dict(model.towers.state_dict())
+    load_bridges(other, path)
+    ids = prompt(2, 5)
+    audio, lens = tiny.audio_batch([8000, 6000])
+    inputs = {"speech": {"audio": audio, "audio_lens": lens}}
+    with torch.no_grad():
+        torch.testing.assert_close(other(ids, tower_inputs=inputs).logits, model(ids, tower_inputs=inputs).logits,
+                                   rtol=0, atol=0)
+
+
+def test_bridge_parameter_count_matches_formula() -> None:
+    model = Composition(tiny.anchor("llama"), {"speech": tiny.speech_tower("conformer")}, SPEECH_EVERY)
+    d_a, d_b = 32, 32
+    per_bridge = 2 * d_a + (d_a * d_b + d_b) + 2 * d_b + 4 * d_b * d_b + 1  # norms, proj, q/k/v/o, gate
+    assert sum(p.numel() for p in model.bridges.parameters()) == 2 * per_bridge
+
+
+# ------------------------------------------------------------------------------------------------ layer choice
+
+
+def test_select_connections_every_num_pairs() -> None:
+    assert select_connections(12, 18, BridgeConfig(every=4)) == [(3, 5), (7, 11), (11, 17)]
+    assert select_connections(8, 4, BridgeConfig(num=2)) == [(3, 1), (7, 3)]
+    assert select_connections(8, 4, BridgeConfig(pairs=[(0, 3), (5, 1)])) == [(0, 3), (5, 1)]
+
+
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        (BridgeConfig(pairs=[(12, 0)]), "names layer 12 of tower 'speech', which has 12 layers"),
+        (BridgeConfig(pairs=[(0, 18)]), "anchor layer 18, but the anchor has 18 layers"),
+        (BridgeConfig(every=16), "selects no layer"),
+        (BridgeConfig(num=13), "more connections"),
+        (BridgeConfig(pairs=[(1, 1), (1, 1)]), "repeat"),
+    ],
+)
+def test_select_connections_errors(cfg: BridgeConfig, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        select_connections(12, 18, cfg, "speech")
+
+
+def test_layer_past_depth_fails_at_build() -> None:
+    with pytest.raises(ConfigError, match="valid: 0..1"):
+        Composition(tiny.anchor("llama"), {"speech": tiny.speech_tower("conformer")}, BridgeConfig(pairs=[(0, 5)]))
+
+
+def test_aligned_mode_with_other_vocabulary_fails() -> None:
+    with pytest.raises(ConfigError, match="same tokens.*vocabulary of 99 and the anchor 128"):
+        Composition(tiny.anchor("llama"), {"lm": tiny.text_tower(vocab=99)}, BridgeConfig(mode="aligned", every=1))
+
+
+def test_aligned_mode_with_speech_tower_fails() -> None:
+    with pytest.raises(ConfigError, match="aligned mode needs a text tower"):
+        Composition(tiny.anchor("llama"), {"s": tiny.speech_tower("conformer")}, BridgeConfig(mode="aligned", every=1))
+
+
+def test_heads_must_divide_width() -> None:
+    with pytest.raises(ConfigError, match="does not divide the anchor width 32"):
+        Composition(tiny.anchor("llama"), {"s": tiny.speech_tower("conformer")}, BridgeConfig(every=1, num_heads=5))
