@@ -207,6 +207,11 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         key_tp, val_tp = args or (Any, Any)
         return {_coerce(key_tp, k, where): _coerce(val_tp, v, f"{where}.{k}") for k, v in value.items()}
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string; it is a number to a person
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {type(value).__name__} {value!r}")
         return float(value)

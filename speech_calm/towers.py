@@ -320,7 +320,7 @@ def load_anchor(
         where = str(dequantized_gguf(where))
     torch_dtype = resolve_dtype(dtype, device)
     try:
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        model = _from_pretrained(AutoModelForCausalLM, where, torch_dtype, trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
     except OSError as e:
         raise OSError(_unreachable(source, e)) from e
@@ -352,13 +352,34 @@ def load_speech_tower(
         from transformers import AutoFeatureExtractor, AutoModel
 
         try:
-            model = AutoModel.from_pretrained(where, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+            model = _from_pretrained(AutoModel, where, torch_dtype, trust_remote_code)
             fe = AutoFeatureExtractor.from_pretrained(where, trust_remote_code=trust_remote_code)
         except OSError as e:
             raise OSError(_unreachable(source, e)) from e
         tower = HFSpeechTower(model, fe)
     tower.requires_grad_(False).eval().to(device=device, dtype=torch_dtype)
     return tower
+
+
+def _from_pretrained(auto_class: Any, where: str, dtype: torch.dtype, trust_remote_code: bool) -> nn.Module:
+    """`auto_class.from_pretrained`, refusing checkpoints that leave weights randomly initialised."""
+    model, info = auto_class.from_pretrained(
+        where, dtype=dtype, trust_remote_code=trust_remote_code, output_loading_info=True
+    )
+    missing = [k for k in info.get("missing_keys", []) if k not in _tied_keys(model)]
+    if missing:
+        raise ValueError(
+            f"{where}: {len(missing)} weights of {type(model).__name__} are missing from the checkpoint "
+            f"(e.g. {', '.join(sorted(missing)[:3])}), so they would be random; is this the right model or "
+            f"directory? A frozen tower must load completely."
+        )
+    return model
+
+
+def _tied_keys(model: nn.Module) -> set[str]:
+    """Weights that are tied to others (e.g. an LM head sharing the embeddings) are not missing."""
+    tied = getattr(model, "all_tied_weights_keys", None) or getattr(model, "_tied_weights_keys", None) or {}
+    return set(tied) if not isinstance(tied, dict) else set(tied)
 
 
 def _unreachable(source: str, error: Exception) -> str:

@@ -74,11 +74,17 @@ def text_tower(seed: int = 1, vocab: int = VOCAB) -> HFTextTower:
 
 def speech_tower(kind: str, seed: int = 2) -> torch.nn.Module:
     """A tiny random speech tower of the given family."""
-    torch.manual_seed(seed)
     if kind == "conformer":
+        torch.manual_seed(seed)
         cfg = ConformerConfig(d_model=WIDTH, num_heads=4, ffn_dim=64, num_layers=2, subsampling_channels=8,
                               depthwise_kernel_size=3)
         return ConformerEncoder(cfg, CharVocab.build(["నమస్కారం అమ్మ"])).eval()
+    return HFSpeechTower(*hf_speech_model(kind, seed))
+
+
+def hf_speech_model(kind: str, seed: int = 2) -> tuple[torch.nn.Module, object]:
+    """A tiny random HF speech model (as a user would load it: Whisper whole) and its feature extractor."""
+    torch.manual_seed(seed)
     if kind == "whisper":
         cfg = WhisperConfig(
             vocab_size=VOCAB, num_mel_bins=80, d_model=WIDTH, encoder_layers=2, encoder_attention_heads=4,
@@ -86,21 +92,71 @@ def speech_tower(kind: str, seed: int = 2) -> torch.nn.Module:
             max_source_positions=1500, max_target_positions=32, pad_token_id=0, bos_token_id=1, eos_token_id=2,
             decoder_start_token_id=1,
         )
-        return HFSpeechTower(WhisperModel(cfg).eval(), WhisperFeatureExtractor(feature_size=80))
+        return WhisperModel(cfg).eval(), WhisperFeatureExtractor(feature_size=80)
     conv = dict(conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
                 num_conv_pos_embedding_groups=4, feat_extract_norm="layer", do_stable_layer_norm=True)
     small = dict(hidden_size=WIDTH, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
     if kind == "wav2vec2":
-        return HFSpeechTower(Wav2Vec2Model(Wav2Vec2Config(**small, **conv)).eval(),
-                             Wav2Vec2FeatureExtractor(return_attention_mask=True))
+        return Wav2Vec2Model(Wav2Vec2Config(**small, **conv)).eval(), Wav2Vec2FeatureExtractor(return_attention_mask=True)
     if kind == "hubert":
-        return HFSpeechTower(HubertModel(HubertConfig(**small, **conv)).eval(),
-                             Wav2Vec2FeatureExtractor(return_attention_mask=True))
+        return HubertModel(HubertConfig(**small, **conv)).eval(), Wav2Vec2FeatureExtractor(return_attention_mask=True)
     if kind == "w2v_bert":
         cfg = Wav2Vec2BertConfig(**small, output_hidden_size=WIDTH, conv_depthwise_kernel_size=3,
                                  feature_projection_input_dim=160)
-        return HFSpeechTower(Wav2Vec2BertModel(cfg).eval(), SeamlessM4TFeatureExtractor())
+        return Wav2Vec2BertModel(cfg).eval(), SeamlessM4TFeatureExtractor()
     raise ValueError(kind)
+
+
+def write_llama_gguf(path: str, seed: int = 0) -> LlamaForCausalLM:
+    """Write a tiny random Llama as an F32 `.gguf` file (llama.cpp tensor names); returns the HF model."""
+    import gguf
+
+    torch.manual_seed(seed)
+    v, d, layers, heads, kv, ff = 64, WIDTH, 2, 4, 2, 64
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=v, hidden_size=d, intermediate_size=ff, num_hidden_layers=layers, num_attention_heads=heads,
+        num_key_value_heads=kv, bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
+    )).eval()
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_context_length(128)
+    w.add_embedding_length(d)
+    w.add_block_count(layers)
+    w.add_feed_forward_length(ff)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_vocab_size(v)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(["<unk>", "<s>", "</s>"] + [f"\u2581w{i}" for i in range(v - 3)])
+    w.add_token_scores([0.0] * v)
+    w.add_token_types([2, 3, 3] + [1] * (v - 3))
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+
+    def permute(t: torch.Tensor, n: int):  # noqa: ANN202 - HF q/k rows to llama.cpp's rotary layout
+        t = t.numpy()
+        return t.reshape(n, 2, t.shape[0] // n // 2, *t.shape[1:]).swapaxes(1, 2).reshape(t.shape)
+
+    sd = model.state_dict()
+    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"].numpy())
+    names = {"input_layernorm": "attn_norm", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+             "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down"}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        for hf, cpp in names.items():
+            w.add_tensor(f"blk.{i}.{cpp}.weight", sd[f"{p}{hf}.weight"].numpy())
+        w.add_tensor(f"blk.{i}.attn_q.weight", permute(sd[p + "self_attn.q_proj.weight"], heads))
+        w.add_tensor(f"blk.{i}.attn_k.weight", permute(sd[p + "self_attn.k_proj.weight"], kv))
+    w.add_tensor("output_norm.weight", sd["model.norm.weight"].numpy())
+    w.add_tensor("output.weight", sd["lm_head.weight"].numpy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return model
 
 
 def audio_batch(lengths: list[int], seed: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
