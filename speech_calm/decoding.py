@@ -38,9 +38,12 @@ def generate(
     tower_inputs: Mapping[str, Mapping[str, Any]] | None = None,
     options: DecodingOptions = DecodingOptions(),
     max_new_tokens: Sequence[int] | None = None,
+    tower_outputs: Mapping[str, Any] | None = None,
 ) -> list[list[int]]:
     """Generate continuations of left-padded prompts `input_ids` (B, T) given m_A inputs.
 
+    tower_inputs / tower_outputs: m_A's inputs per tower, or its states already computed (see
+    `Composition.encode`); neither = the anchor alone.
     max_new_tokens: optional per-item caps (e.g. from audio duration), each at most `options.max_new_tokens`.
     Returns the generated token ids per item, without the prompt and without the end-of-sequence token.
     """
@@ -51,10 +54,11 @@ def generate(
     limits = [options.max_new_tokens] * input_ids.shape[0]
     if max_new_tokens is not None:
         limits = [min(options.max_new_tokens, int(n)) for n in max_new_tokens]
+    towers = {"tower_inputs": tower_inputs, "tower_outputs": tower_outputs}
     with torch.no_grad():
         if options.beam_size > 1:
-            return _beam(model, input_ids, attention_mask, tower_inputs, options, limits)
-        return _greedy(model, input_ids, attention_mask, tower_inputs, options, limits)
+            return _beam(model, input_ids, attention_mask, towers, options, limits)
+        return _greedy(model, input_ids, attention_mask, towers, options, limits)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -90,7 +94,7 @@ def _greedy(
     model: Composition,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
-    tower_inputs: Mapping[str, Mapping[str, Any]] | None,
+    towers: dict[str, Any],
     options: DecodingOptions,
     limits: list[int],
 ) -> list[list[int]]:
@@ -102,10 +106,10 @@ def _greedy(
     limit = torch.tensor(limits, device=device)
     ids, mask = input_ids, attention_mask
     if options.use_cache:
-        memory = model.encode(tower_inputs)  # m_A once per call
+        memory = model.encode(**towers)  # m_A once per call
         out = model(ids, mask, memory=memory, use_cache=True, logits_to_keep=1)
     else:
-        out = model(ids, mask, tower_inputs=tower_inputs, logits_to_keep=1)
+        out = model(ids, mask, **towers, logits_to_keep=1)
     for step in range(max(limits)):
         logprobs = _adjust(out.logits[:, -1], generated, options)
         token = logprobs.argmax(-1)  # (B,)
@@ -119,7 +123,7 @@ def _greedy(
             out = model(token[:, None], mask, memory=memory, cache=output_cache(out), use_cache=True)
         else:
             ids = torch.cat([ids, token[:, None]], dim=1)
-            out = model(ids, mask, tower_inputs=tower_inputs, logits_to_keep=1)
+            out = model(ids, mask, **towers, logits_to_keep=1)
     return [_strip(row, options, n) for row, n in zip(generated.tolist(), limits)]
 
 
@@ -141,7 +145,7 @@ def _beam(
     model: Composition,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
-    tower_inputs: Mapping[str, Mapping[str, Any]] | None,
+    towers: dict[str, Any],
     options: DecodingOptions,
     limits: list[int],
 ) -> list[list[int]]:
@@ -151,13 +155,14 @@ def _beam(
     b, k = input_ids.shape[0], options.beam_size
     device = input_ids.device
     eos = set(options.eos_token_ids)
-    memory = model.encode(tower_inputs)
+    memory = model.encode(**towers)
     out = model(input_ids, attention_mask, memory=memory, use_cache=True, logits_to_keep=1)
     # the prompt is read once per item; its cache and the memory are then repeated for the K beams
     rows = torch.arange(b, device=device).repeat_interleave(k)
     cache = output_cache(out)
     cache.batch_repeat_interleave(k)
-    memory.select(rows)
+    if memory is not None:  # None: a prefix model given no audio
+        memory.select(rows)
     mask = attention_mask[rows]
     logits = out.logits[:, -1][rows]  # (B*K, V)
     scores = torch.zeros(b, k, device=device)
@@ -200,7 +205,8 @@ def _beam(
         generated = torch.cat([generated[order], next_token.view(-1, 1)], dim=1)
         scores = next_scores
         cache.reorder_cache(order)
-        memory.select(order)
+        if memory is not None:
+            memory.select(order)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         out = model(next_token.view(-1, 1), mask, memory=memory, cache=cache, use_cache=True)
         cache = output_cache(out)

@@ -35,14 +35,16 @@ ANCHORS = ("gemma3", "llama", "qwen2", "gpt2")
 SPEECH_TOWERS = ("conformer", "whisper", "wav2vec2", "hubert", "w2v_bert")
 
 
-def anchor(kind: str, seed: int = 0, layers: int = 2) -> torch.nn.Module:
-    """A tiny random causal LM of the given architecture, in eval mode."""
+def anchor(kind: str, seed: int = 0, layers: int = 2, vocab: int = VOCAB, init: float = 0.02,
+           window: int = 4) -> torch.nn.Module:
+    """A tiny random causal LM of the given architecture, in eval mode (`init`: weight init std; `window`:
+    Gemma's sliding window, small by default so that tests cross it)."""
     torch.manual_seed(seed)
-    common = dict(vocab_size=VOCAB, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    common = dict(vocab_size=vocab, bos_token_id=1, eos_token_id=2, pad_token_id=0, initializer_range=init)
     if kind == "gemma3":
         cfg = Gemma3TextConfig(
             hidden_size=WIDTH, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
-            num_key_value_heads=1, head_dim=8, sliding_window=4, **common,
+            num_key_value_heads=1, head_dim=8, sliding_window=window, **common,
         )
         model = Gemma3ForCausalLM(cfg)
     elif kind == "llama":
@@ -157,6 +159,73 @@ def write_llama_gguf(path: str, seed: int = 0) -> LlamaForCausalLM:
     w.write_tensors_to_file()
     w.close()
     return model
+
+
+def tokenizer(texts: list[str], vocab_size: int = 200):  # noqa: ANN201 - a PreTrainedTokenizerFast
+    """A small byte-level BPE tokenizer trained on `texts` (Telugu and English both tokenize), with
+    <pad>=0, <bos>=1, <eos>=2, <unk>=3 as the tiny anchors expect."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<pad>", "<bos>", "<eos>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    from tokenizers.processors import TemplateProcessing
+
+    tok.post_processor = TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>",
+                                   pad_token="<pad>", unk_token="<unk>")
+
+
+def save_anchor(directory: str, texts: list[str], kind: str = "gemma3", seed: int = 0) -> None:
+    """A tiny anchor LM with a tokenizer trained on `texts`, saved as a local model directory."""
+    tok = tokenizer(texts)
+    # embeddings of std 0.02 in width 32 cap every logit near ±0.6 after the final norm: a larger init lets
+    # the tiny anchor express confident predictions, as a real pretrained anchor does
+    # (and a sliding window wider than a prompt, or the last tokens could not see a prefix before it)
+    model = anchor(kind, seed, vocab=len(tok), init=0.3, window=64)
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+
+
+WORDS = [("అమ్మ", "mother"), ("నీరు", "water"), ("పాలు", "milk"), ("ఇల్లు", "house"), ("రాము", "Ramu")]
+
+
+def write_corpus(directory: str, n_train: int = 20, n_dev: int = 4, n_test: int = 4, seed: int = 0) -> None:
+    """A tiny speech corpus in the manifest format: two-word Telugu sentences with English translations,
+    "spoken" as one tone per character (a learnable, deterministic sound for each symbol)."""
+    import json
+    import random as _random
+    from pathlib import Path
+
+    import numpy as np
+
+    from speech_calm.audio import write_flac
+
+    rng = _random.Random(seed)
+    root = Path(directory)
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    chars = sorted({c for w, _ in WORDS for c in w} | {" "})
+    for split, n, speakers in (("train", n_train, ["s1", "s2"]), ("dev", n_dev, ["s3"]), ("test", n_test, ["s4"])):
+        rows = []
+        for k in range(n):
+            (a, ea), (b, eb) = rng.sample(WORDS, 2)
+            text = f"{a} {b}"
+            t = np.arange(int(0.06 * 16000)) / 16000
+            wave = np.concatenate([0.3 * np.sin(2 * np.pi * (300 + 60 * chars.index(c)) * t) for c in text])
+            wave = wave + 0.01 * np.random.default_rng(k).standard_normal(len(wave))
+            uid = f"{split}_{k:03d}"
+            write_flac(root / "audio" / f"{uid}.flac", wave.astype(np.float32))
+            rows.append({"id": uid, "audio": f"audio/{uid}.flac", "duration": len(wave) / 16000, "text": text,
+                         "text_raw": text, "text_code_switched": text, "translation": f"{ea} and {eb}",
+                         "speaker": speakers[k % len(speakers)], "gender": "female", "language": "telugu",
+                         "state": "", "district": "", "source": "test"})
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def audio_batch(lengths: list[int], seed: int = 3) -> tuple[torch.Tensor, torch.Tensor]:

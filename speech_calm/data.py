@@ -1,0 +1,213 @@
+"""Manifests to batches: utterances, duration-bucketed batches, prompts and label masking.
+
+Speech manifests are JSONL (one utterance per line, see DESIGN.md "Data"). Batches group utterances of
+similar duration (little padding), in an order that depends only on (seed, epoch), so a resumed run sees the
+same batches as an uninterrupted one, and each DDP rank takes every world-th batch.
+
+Language-model rows are left-padded (`prompt + target`, targets flush right) so that training and generation
+share one layout and the loss needs logits for the last `T_target + 1` positions only (`logits_to_keep`):
+with Gemma's 262k vocabulary the LM head would otherwise dominate the step.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speech_calm.audio import load_audio, resample
+
+IGNORE_INDEX = -100  # label of positions without a loss (cross_entropy's ignore_index)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One line of a speech manifest, with the audio path made absolute."""
+
+    id: str
+    audio: str
+    duration: float
+    text: str
+    language: str
+    translation: str | None = None
+    speaker: str = ""
+
+
+def read_manifest(path: str | Path, languages: Sequence[str] | None = None) -> list[Utterance]:
+    """Utterances of one JSONL manifest (optionally only `languages`); audio paths resolved next to it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"manifest {path} does not exist; prepare data first, e.g. "
+            f"python data_prep/vaani.py --source synthetic --out {path.parent}"
+        )
+    wanted = {lang.lower() for lang in languages} if languages else None
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                utt = Utterance(
+                    id=row["id"], audio=str((path.parent / row["audio"]).resolve()), duration=float(row["duration"]),
+                    text=row["text"], language=row.get("language", ""), translation=row.get("translation"),
+                    speaker=row.get("speaker", ""),
+                )
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"{path}:{n}: not a valid manifest line ({e})") from e
+            if wanted is None or utt.language.lower() in wanted:
+                out.append(utt)
+    return out
+
+
+def read_split(dirs: Sequence[str | Path], split: str, languages: Sequence[str] | None = None) -> list[Utterance]:
+    """The `split` manifests of several data directories, joined (e.g. Telugu plus other languages)."""
+    utts = [u for d in dirs for u in read_manifest(Path(d) / f"{split}.jsonl", languages)]
+    if not utts:
+        raise ValueError(f"no {split} utterances in {list(map(str, dirs))} for languages {languages}")
+    return utts
+
+
+def bucket_batches(
+    durations: Sequence[float],
+    batch_size: int,
+    max_batch_seconds: float | None,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+) -> list[list[int]]:
+    """Indices grouped into batches of similar duration: at most `batch_size` items and, when given, at most
+    `max_batch_seconds` of padded audio (longest item × items). Deterministic for (seed, epoch)."""
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = sorted(range(len(durations)), key=lambda i: (durations[i], rng.random() if shuffle else i))
+    batches, current, longest = [], [], 0.0
+    for i in order:
+        longer = max(longest, durations[i])
+        too_many = len(current) >= batch_size
+        too_long = max_batch_seconds is not None and current and longer * (len(current) + 1) > max_batch_seconds
+        if current and (too_many or too_long):
+            batches.append(current)
+            current, longer = [], durations[i]
+        current.append(i)
+        longest = longer
+    if current:
+        batches.append(current)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+class AudioStore:
+    """Reads utterance audio; keeps decoded audio in memory when the corpus is small (< `cache_hours`), so
+    epochs after the first do not decode FLAC again."""
+
+    def __init__(self, cache_hours: float = 4.0) -> None:
+        self.cache_seconds = cache_hours * 3600
+        self._cache: dict[str, np.ndarray] = {}
+        self._cached_seconds = 0.0
+
+    def load(self, utt: Utterance) -> np.ndarray:
+        wave = self._cache.get(utt.audio)
+        if wave is None:
+            wave = load_audio(utt.audio)
+            if self._cached_seconds + utt.duration <= self.cache_seconds:
+                self._cache[utt.audio] = wave
+                self._cached_seconds += utt.duration
+        return wave
+
+    def batch(self, utts: Sequence[Utterance], speed: Sequence[float] | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio of `utts`, right-padded: (B, T) float32 at 16 kHz and lengths (B,). `speed`: optional
+        speed-perturbation factors (1.1 = 10% faster and higher), applied by resampling."""
+        waves = []
+        for i, u in enumerate(utts):
+            wave = self.load(u)
+            if speed is not None and speed[i] != 1.0:
+                wave = resample(wave, round(16000 * speed[i]), 16000)
+            waves.append(wave)
+        return pad_waves(waves)
+
+
+def pad_waves(waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad 1-D waveforms into (B, T) float32 with lengths (B,)."""
+    lens = torch.tensor([len(w) for w in waves])
+    audio = torch.zeros(len(waves), int(lens.max()))
+    for i, w in enumerate(waves):
+        audio[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
+    return audio, lens
+
+
+# --------------------------------------------------------------------------------------------------------
+# Language-model rows: prompt + target, left-padded
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LMBatch:
+    """Left-padded rows for the anchor.
+
+    input_ids, attention_mask: (B, L). labels: (B, K) targets for the logits of the last K positions
+    (`logits_to_keep=K`), IGNORE_INDEX where there is no target.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+
+    @property
+    def logits_to_keep(self) -> int:
+        return self.labels.shape[1]
+
+    def to(self, device: torch.device | str) -> LMBatch:
+        return LMBatch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device))
+
+
+def lm_batch(prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], pad_id: int) -> LMBatch:
+    """Rows `prompt + target`, left-padded; labels cover the target tokens only.
+
+    The logit at position p predicts token p+1, so K = longest target + 1 kept positions cover every target;
+    the last kept logit (predicting past the end) has no label.
+    """
+    rows = [list(p) + list(t) for p, t in zip(prompts, targets)]
+    length = max(len(r) for r in rows)
+    k = max(len(t) for t in targets) + 1
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    labels = torch.full((len(rows), k), IGNORE_INDEX, dtype=torch.long)
+    for i, (row, target) in enumerate(zip(rows, targets)):
+        ids[i, length - len(row) :] = torch.tensor(row)
+        mask[i, length - len(row) :] = 1
+        if target:
+            labels[i, k - 1 - len(target) : k - 1] = torch.tensor(list(target))
+    return LMBatch(ids, mask, labels)
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts for generation: (B, L) ids and attention mask, left-padded."""
+    length = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        if p:
+            ids[i, length - len(p) :] = torch.tensor(list(p))
+            mask[i, length - len(p) :] = 1
+    return ids, mask
+
+
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over target tokens: logits (B, K, V) for the kept positions, labels (B, K)."""
+    return torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX
+    )
+
+
+def chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    """Consecutive slices of at most `size` items."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,177 @@
+"""The speech composition as a task model: prompts, targets, loss and generation for transcribe / translate.
+
+`SpeechModel` wraps a `Composition` (CALM bridges) or a `PrefixComposition` (the projector baseline) with the
+anchor's tokenizer and the recipe's prompts. Training (the compose stage), evaluation and inference all go
+through it, so the prompt format is defined once.
+
+    row = <bos> "Transcribe the Telugu speech.\\nTelugu:" " ఈ కుండ ధర ..." <eos>
+                 └──────────── prompt (no loss) ────────┘ └──── target (loss) ────┘
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from speech_calm.checkpoint import load_bridges
+from speech_calm.compose import Bridge, Composition, select_connections
+from speech_calm.config import ComposeStageConfig, ConfigError, DecodeConfig
+from speech_calm.data import lm_batch, lm_loss
+from speech_calm.decoding import DecodingOptions, generate
+from speech_calm.prefix import PrefixComposition, Projector
+from speech_calm.towers import AugmentingTower, TowerOutput, anchor_spec, load_anchor, load_speech_tower
+
+TOWER = "speech"  # the speech tower's name inside the composition
+TASKS = ("transcribe", "translate")
+
+
+def bridge_parameter_count(tower: AugmentingTower, anchor: nn.Module, cfg: Any) -> int:
+    """Parameters the CALM bridges of `cfg` (a BridgeConfig) would add between `tower` and `anchor`."""
+    spec = anchor_spec(anchor)
+    pairs = select_connections(tower.num_layers, spec.num_layers, cfg, TOWER)
+    one = Bridge(tower.hidden_size, spec.hidden_size, cfg.num_heads or spec.num_heads, cfg.frame_stack)
+    return len(pairs) * sum(p.numel() for p in one.parameters())
+
+
+def build_composition(anchor: nn.Module, tower: AugmentingTower, cfg: ComposeStageConfig) -> nn.Module:
+    """CALM bridges or, for `bridge.type: prefix`, a projector with as many parameters as those bridges."""
+    b = cfg.bridge
+    if b.mode != "encoder":
+        raise ConfigError(f"a speech tower composes in encoder mode; got compose.bridge.mode={b.mode}")
+    if b.type == "cross_attention":
+        return Composition(anchor, {TOWER: tower}, b)
+    spec = anchor_spec(anchor)
+    hidden = Projector.matched_hidden(bridge_parameter_count(tower, anchor, b), tower.hidden_size,
+                                      spec.hidden_size, b.frame_stack)
+    return PrefixComposition(anchor, {TOWER: tower}, hidden, b.frame_stack)
+
+
+class SpeechModel:
+    """A composed speech model with its tokenizer and prompts.
+
+    Args:
+        model: a `Composition` or `PrefixComposition` whose speech tower is named "speech".
+        tokenizer: the anchor's tokenizer. cfg: the recipe's compose section (prompts, language, decoding).
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, cfg: ComposeStageConfig) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.language = cfg.language
+        eos = tokenizer.eos_token_id
+        if eos is None:
+            raise ConfigError("the anchor's tokenizer has no end-of-sequence token; targets need one")
+        self.eos_ids = tuple(sorted({eos, *_generation_eos(model)}))
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+        self._prompts = {task: self._encode_prompt(task) for task in TASKS}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.bridges.parameters()).device
+
+    @property
+    def tower(self) -> AugmentingTower:
+        return self.model.towers[TOWER]
+
+    # ---------------------------------------------------------------------------------------- text
+
+    def _encode_prompt(self, task: str) -> list[int]:
+        text = getattr(self.cfg.prompts, task).format(language=self.language.capitalize())
+        return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def prompt_ids(self, task: str) -> list[int]:
+        if task not in self._prompts:
+            raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+        return self._prompts[task]
+
+    def target_ids(self, text: str) -> list[int]:
+        """A target's tokens: a leading space (it follows the prompt's colon), then the text and <eos>."""
+        return list(self.tokenizer(" " + text.strip(), add_special_tokens=False)["input_ids"]) + [self.eos_ids[0]]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
+    # ---------------------------------------------------------------------------------------- training
+
+    def loss(self, module: nn.Module, tower_outputs: dict[str, TowerOutput] | None, tasks: Sequence[str],
+             targets: Sequence[str], tower_inputs: dict[str, dict] | None = None) -> torch.Tensor:
+        """Mean cross-entropy over target tokens. `module` is the composition (or its DDP wrapper); logits are
+        computed only at target positions."""
+        batch = lm_batch([self.prompt_ids(t) for t in tasks], [self.target_ids(x) for x in targets],
+                         self.pad_id).to(self.device)
+        out = module(batch.input_ids, batch.attention_mask, tower_outputs=tower_outputs, tower_inputs=tower_inputs,
+                     logits_to_keep=batch.logits_to_keep)
+        return lm_loss(out.logits, batch.labels)
+
+    # ---------------------------------------------------------------------------------------- generation
+
+    def options(self, decoding: DecodeConfig | None = None) -> DecodingOptions:
+        d = decoding or self.cfg.decoding
+        return DecodingOptions(
+            max_new_tokens=d.max_new_tokens, beam_size=d.beam_size, length_penalty=d.length_penalty,
+            no_repeat_ngram_size=d.no_repeat_ngram_size, repetition_penalty=d.repetition_penalty,
+            eos_token_ids=self.eos_ids, pad_token_id=self.pad_id,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        task: str,
+        audio: torch.Tensor | None = None,
+        audio_lens: torch.Tensor | None = None,
+        tower_outputs: dict[str, TowerOutput] | None = None,
+        decoding: DecodeConfig | None = None,
+        batch_size: int | None = None,
+    ) -> list[str]:
+        """Transcripts or translations of a batch: audio (B, T) at 16 kHz with lengths (B,), or precomputed
+        tower outputs. Without either the anchor answers the prompt alone (one row per `batch_size`)."""
+        d = decoding or self.cfg.decoding
+        if audio is not None:
+            audio_lens = audio_lens if audio_lens is not None else torch.full((audio.shape[0],), audio.shape[1])
+            n = audio.shape[0]
+            inputs = {TOWER: {"audio": audio.to(self.device), "audio_lens": audio_lens.to(self.device)}}
+            seconds = (audio_lens.float() / 16000).tolist()
+        elif tower_outputs is not None:
+            n = tower_outputs[TOWER].mask.shape[0]
+            inputs = None
+            frames = tower_outputs[TOWER].mask.sum(-1).float()
+            rate = getattr(self.tower, "frame_rate_hz", None)
+            seconds = (frames / rate).tolist() if rate else [math.inf] * n
+        else:
+            n, inputs, seconds = batch_size or 1, None, [math.inf] * (batch_size or 1)
+        caps = [max(8, math.ceil(s * d.max_tokens_per_second) + 4) if math.isfinite(s) else d.max_new_tokens
+                for s in seconds]  # silence or noise cannot run away into pages of text
+        ids = torch.tensor([self.prompt_ids(task)] * n, device=self.device)
+        out = generate(self.model, ids, None, inputs, self.options(d), max_new_tokens=caps,
+                       tower_outputs=tower_outputs)
+        return [self.decode(seq) for seq in out]
+
+
+def _generation_eos(model: nn.Module) -> set[int]:
+    """End-of-sequence ids in the anchor's generation config (e.g. Gemma's <end_of_turn>)."""
+    config = getattr(model.anchor, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    if eos is None:
+        return set()
+    return {eos} if isinstance(eos, int) else set(eos)
+
+
+def load_speech_model(
+    cfg: ComposeStageConfig,
+    tower_source: str,
+    device: torch.device | str = "cpu",
+    bridges: str | Path | None = None,
+) -> SpeechModel:
+    """Build the composed model of a recipe's compose section: anchor + m_A (+ trained bridges)."""
+    anchor, tokenizer = load_anchor(cfg.anchor.source, device, cfg.anchor.dtype, cfg.anchor.trust_remote_code)
+    tower = load_speech_tower(tower_source, device, cfg.tower.dtype, cfg.tower.trust_remote_code)
+    model = build_composition(anchor, tower, cfg).to(device)
+    if bridges is not None:
+        load_bridges(model, bridges)
+    return SpeechModel(model, tokenizer, cfg)

@@ -1,0 +1,188 @@
+"""Stage `encoder`: train m_A with CTC over the characters of every language the recipe lists.
+
+m_A is our Conformer (`encoder.source: conformer`, trained from scratch) or a Hugging Face speech encoder
+(`encoder.source: <hub id or dir>`) further trained with a new CTC head. One character vocabulary covers all
+scripts (Telugu, Devanagari, Kannada, Tamil), so one multilingual encoder results. Evaluation: dev CER and
+WER per language with greedy CTC decoding. Result: `encoder/model/`, loadable as a speech tower on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speech_calm.checkpoint import load_tensors, save_tensors
+from speech_calm.data import AudioStore, Utterance, bucket_batches, chunks, read_split
+from speech_calm.encoder import MODEL_TYPE, ConformerEncoder, ctc_greedy_decode
+from speech_calm.metrics import cer, wer
+from speech_calm.stages import Stage
+from speech_calm.towers import HFSpeechTower, resolve_dtype
+from speech_calm.vocab import BLANK_ID, CharVocab
+
+HEAD_NAME = "ctc_head.safetensors"
+VOCAB_NAME = "vocab.json"
+
+
+class HFCTCEncoder(nn.Module):
+    """An HF speech encoder with a new CTC head: the same methods as `ConformerEncoder` (ctc_loss,
+    greedy_decode, save_pretrained) so the stage treats both alike."""
+
+    def __init__(self, tower: HFSpeechTower, vocab: CharVocab) -> None:
+        super().__init__()
+        self.tower = tower
+        self.vocab = vocab
+        self.ctc_head = nn.Linear(tower.hidden_size, len(vocab))
+
+    def ctc_logits(self, audio: torch.Tensor, audio_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """audio (B, T), audio_lens (B,) → logits (B, S, V) from the last layer, lengths (B,)."""
+        out = self.tower(audio, audio_lens)
+        return self.ctc_head(out.hidden_states[-1]), out.mask.sum(-1)
+
+    def ctc_loss(self, audio: torch.Tensor, audio_lens: torch.Tensor, targets: torch.Tensor,
+                 target_lens: torch.Tensor) -> torch.Tensor:
+        logits, lens = self.ctc_logits(audio, audio_lens)
+        log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (S, B, V)
+        return F.ctc_loss(log_probs, targets.to(logits.device), lens, target_lens.to(logits.device),
+                          blank=BLANK_ID, zero_infinity=True)
+
+    @torch.no_grad()
+    def greedy_decode(self, audio: torch.Tensor, audio_lens: torch.Tensor) -> list[str]:
+        logits, lens = self.ctc_logits(audio, audio_lens)
+        return [self.vocab.decode(ids) for ids in ctc_greedy_decode(logits, lens)]
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """The HF model and feature extractor (a speech tower on their own), plus the CTC head and vocabulary."""
+        directory = Path(directory)
+        self.tower.model.save_pretrained(directory)
+        self.tower.feature_extractor.save_pretrained(directory)
+        save_tensors(self.ctc_head.state_dict(), directory / HEAD_NAME)
+        self.vocab.save(directory / VOCAB_NAME)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> HFCTCEncoder:
+        from speech_calm.towers import load_speech_tower
+
+        directory = Path(directory)
+        tower = load_speech_tower(str(directory), device)
+        model = cls(tower, CharVocab.load(directory / VOCAB_NAME))  # type: ignore[arg-type]
+        model.ctc_head.load_state_dict(load_tensors(directory / HEAD_NAME))
+        return model.to(device).eval()
+
+
+def load_ctc_model(directory: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """m_A with its CTC head, as the encoder stage saved it (our Conformer or an HF encoder)."""
+    directory = Path(directory)
+    config = json.loads((directory / "config.json").read_text())
+    if config.get("model_type") == MODEL_TYPE:
+        return ConformerEncoder.from_pretrained(directory, device)
+    return HFCTCEncoder.from_pretrained(directory, device)
+
+
+class _CTCObjective(nn.Module):
+    """forward = CTC loss, so that DDP (which hooks forward) wraps the whole encoder."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor, targets: torch.Tensor,
+                target_lens: torch.Tensor) -> torch.Tensor:
+        return self.encoder.ctc_loss(audio, audio_lens, targets, target_lens)
+
+
+def dev_subset(utts: list[Utterance], n: int) -> list[Utterance]:
+    """About n dev utterances spread evenly over each language (fixed: the same at every evaluation)."""
+    by_lang: dict[str, list[Utterance]] = defaultdict(list)
+    for u in sorted(utts, key=lambda u: u.id):
+        by_lang[u.language].append(u)
+    per = max(1, n // max(1, len(by_lang)))
+    out = []
+    for lang_utts in by_lang.values():
+        step = max(1, len(lang_utts) // per)
+        out.extend(lang_utts[::step][:per])
+    return out
+
+
+class EncoderStage(Stage):
+    name = "encoder"
+
+    def __init__(self, recipe: Any, runtime: Any, run_dir: Path) -> None:
+        super().__init__(recipe, runtime, run_dir)
+        self.cfg = recipe.encoder
+        self.train_config = self.cfg.train
+
+    def setup(self) -> None:
+        data = self.recipe.data
+        self.train = read_split(data.dirs, "train", data.languages)
+        self.dev = read_split(data.dirs, "dev", data.languages)
+        self.vocab = CharVocab.build(u.text for u in self.train)
+        if self.cfg.source == "conformer":
+            self.encoder: nn.Module = ConformerEncoder(self.cfg.model, self.vocab)
+        else:
+            from transformers import AutoFeatureExtractor, AutoModel
+
+            dtype = resolve_dtype("float32", self.rt.device)  # trained weights stay fp32; autocast does bf16
+            model = AutoModel.from_pretrained(self.cfg.source, dtype=dtype)
+            fe = AutoFeatureExtractor.from_pretrained(self.cfg.source)
+            self.encoder = HFCTCEncoder(HFSpeechTower(model, fe), self.vocab)
+        self.encoder.to(self.rt.device)
+        self.module = _CTCObjective(self.encoder)
+        self.audio = AudioStore()
+        self.dev_items = dev_subset(self.dev, self.train_config.eval_items)
+        if self.rt.is_main:
+            hours = sum(u.duration for u in self.train) / 3600
+            langs = sorted({u.language for u in self.train})
+            n_params = sum(p.numel() for p in self.encoder.parameters())
+            print(f"[encoder] {len(self.train)} train utterances ({hours:.2f} h, {', '.join(langs)}), "
+                  f"{len(self.vocab)} CTC symbols, {n_params / 1e6:.2f} M parameters", flush=True)
+
+    def trainable(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
+
+    def buffers(self) -> list[tuple[str, torch.Tensor]]:
+        params = {n for n, _ in self.module.named_parameters()}
+        return [(n, b) for n, b in self.module.state_dict(keep_vars=True).items() if n not in params]
+
+    def batches(self, epoch: int) -> list[Any]:
+        t = self.train_config
+        groups = bucket_batches([u.duration for u in self.train], t.batch_size, t.max_batch_seconds,
+                                self.recipe.seed, epoch)
+        rng = random.Random(self.recipe.seed * 7919 + epoch)
+        speeds = self.cfg.speed_perturb
+        return [(g, [rng.choice(speeds) for _ in g] if speeds else None) for g in groups]
+
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        indices, speed = batch
+        utts = [self.train[i] for i in indices]
+        audio, lens = self.audio.batch(utts, speed)
+        targets, target_lens = self.vocab.encode_batch([u.text for u in utts])
+        dev = self.rt.device
+        return model(audio.to(dev), lens.to(dev), targets.to(dev), target_lens.to(dev))
+
+    def evaluate(self) -> dict[str, float]:
+        refs, hyps, langs, losses = [], [], [], []
+        for group in chunks(self.dev_items, self.cfg.eval_batch_size):
+            audio, lens = self.audio.batch(group)
+            audio, lens = audio.to(self.rt.device), lens.to(self.rt.device)
+            targets, target_lens = self.vocab.encode_batch([u.text for u in group])
+            losses.append(float(self.encoder.ctc_loss(audio, lens, targets, target_lens)))
+            hyps.extend(self.encoder.greedy_decode(audio, lens))
+            refs.extend(u.text for u in group)
+            langs.extend(u.language for u in group)
+        out = {"loss": sum(losses) / len(losses), "cer": cer(refs, hyps), "wer": wer(refs, hyps)}
+        for lang in sorted(set(langs)):
+            r = [x for x, g in zip(refs, langs) if g == lang]
+            h = [x for x, g in zip(hyps, langs) if g == lang]
+            out[f"cer_{lang}"], out[f"wer_{lang}"] = cer(r, h), wer(r, h)
+        return out
+
+    def export(self, stage_dir: Path) -> None:
+        self.encoder.eval()
+        self.encoder.save_pretrained(stage_dir / "model")

@@ -1,0 +1,155 @@
+"""Stage `compose`: the frozen m_A and the frozen anchor joined by trainable bridges (or the projector baseline).
+
+Tasks by prompt: transcribe (→ Telugu) and translate (→ English); every training utterance gives one row per
+task it has a target for. The loss is on target tokens only, with logits at target positions only. m_A is
+frozen, so with `cache_tower_states` its states for the training set are computed once (only the layers the
+bridges read) instead of at every step. Result: `compose/bridges.safetensors` (bridges alone).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from speech_calm.checkpoint import save_bridges
+from speech_calm.compose import Composition
+from speech_calm.data import AudioStore, Utterance, bucket_batches, chunks, read_split
+from speech_calm.metrics import transcript_scores, translation_scores
+from speech_calm.speech import TOWER, SpeechModel, build_composition
+from speech_calm.stages import Stage
+from speech_calm.stages.ctc_encoder import dev_subset
+from speech_calm.text import language_script
+from speech_calm.towers import TowerOutput, load_anchor, load_speech_tower
+
+
+def tower_source(recipe: Any, run_dir: Path) -> str:
+    """m_A for the composition: the recipe's compose.tower.source, else this run's encoder stage result."""
+    return recipe.compose.tower.source or str(run_dir / "encoder" / "model")
+
+
+def needed_layers(model: nn.Module) -> list[int]:
+    """The m_A layers the bridges (or the projector) read."""
+    if isinstance(model, Composition):
+        return sorted({i for i, _ in model.connections[TOWER]})
+    return [model.tower_layer]
+
+
+def pad_states(states: list[dict[int, torch.Tensor]], num_layers: int, device: torch.device) -> TowerOutput:
+    """Cached per-utterance states {layer: (S_i, D)} → a TowerOutput with (B, S, D) for the cached layers."""
+    lengths = [next(iter(s.values())).shape[0] for s in states]
+    width = max(lengths)
+    layers = sorted(states[0])
+    hidden: list[torch.Tensor | None] = [None] * num_layers
+    for layer in layers:
+        d = states[0][layer].shape[-1]
+        x = torch.zeros(len(states), width, d, device=device)
+        for i, s in enumerate(states):
+            x[i, : lengths[i]] = s[layer].to(device)
+        hidden[layer] = x
+    mask = torch.arange(width, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]
+    return TowerOutput(tuple(hidden), mask)  # type: ignore[arg-type]
+
+
+class ComposeStage(Stage):
+    name = "compose"
+
+    def __init__(self, recipe: Any, runtime: Any, run_dir: Path) -> None:
+        super().__init__(recipe, runtime, run_dir)
+        self.cfg = recipe.compose
+        self.train_config = self.cfg.train
+
+    def setup(self) -> None:
+        cfg, dev = self.cfg, self.rt.device
+        anchor, tokenizer = load_anchor(cfg.anchor.source, dev, cfg.anchor.dtype, cfg.anchor.trust_remote_code)
+        tower = load_speech_tower(tower_source(self.recipe, self.run_dir), dev, cfg.tower.dtype,
+                                  cfg.tower.trust_remote_code)
+        model = build_composition(anchor, tower, cfg).to(dev)
+        self.speech = SpeechModel(model, tokenizer, cfg)
+        self.module = model
+        lang = [cfg.language]
+        self.train = read_split(self.recipe.data.dirs, "train", lang)
+        self.items = [(i, task) for i, u in enumerate(self.train) for task in cfg.tasks if _target(u, task)]
+        self.dev_items = dev_subset(read_split(self.recipe.data.dirs, "dev", lang), self.train_config.eval_items)
+        self.audio = AudioStore()
+        self.layers = needed_layers(model)
+        self.states: list[dict[int, torch.Tensor]] | None = None
+        if cfg.cache_tower_states:
+            self.states = self._tower_states(self.train)
+        if self.rt.is_main:
+            n_train = sum(p.numel() for _, p in model.trainable_parameters())
+            n_anchor = sum(p.numel() for p in anchor.parameters())
+            print(f"[compose] {cfg.bridge.type} bridges: {n_train / 1e6:.2f} M trainable parameters "
+                  f"({100 * n_train / n_anchor:.2f}% of the anchor's {n_anchor / 1e6:.0f} M); "
+                  f"{len(self.items)} training rows from {len(self.train)} utterances", flush=True)
+
+    def _tower_states(self, utts: list[Utterance]) -> list[dict[int, torch.Tensor]]:
+        """m_A states of the layers the bridges read, per utterance, computed once (frozen m_A)."""
+        states: list[dict[int, torch.Tensor]] = [{} for _ in utts]
+        order = sorted(range(len(utts)), key=lambda i: utts[i].duration)
+        tower = self.speech.tower
+        bar = tqdm(total=len(utts), desc="m_A states", disable=not self.rt.is_main, dynamic_ncols=True)
+        for group in chunks(order, self.cfg.eval_batch_size):
+            audio, lens = self.audio.batch([utts[i] for i in group])
+            with torch.no_grad(), self.rt.autocast():
+                out = tower(audio.to(self.rt.device), lens.to(self.rt.device))
+            for row, i in enumerate(group):
+                n = int(out.mask[row].sum())
+                states[i] = {layer: out.hidden_states[layer][row, :n].float().cpu() for layer in self.layers}
+            bar.update(len(group))
+        bar.close()
+        return states
+
+    def trainable(self) -> list[tuple[str, nn.Parameter]]:
+        return list(self.module.trainable_parameters())
+
+    def batches(self, epoch: int) -> list[Any]:
+        t = self.train_config
+        durations = [self.train[i].duration for i, _ in self.items]
+        groups = bucket_batches(durations, t.batch_size, t.max_batch_seconds, self.recipe.seed, epoch)
+        return [[self.items[k] for k in g] for g in groups]
+
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        utts = [self.train[i] for i, _ in batch]
+        tasks = [task for _, task in batch]
+        targets = [_target(u, t) for u, t in zip(utts, tasks)]
+        if self.states is not None:
+            outputs = {TOWER: pad_states([self.states[i] for i, _ in batch], self.speech.tower.num_layers,
+                                         self.rt.device)}
+            return self.speech.loss(model, outputs, tasks, targets)
+        audio, lens = self.audio.batch(utts)
+        inputs = {TOWER: {"audio": audio.to(self.rt.device), "audio_lens": lens.to(self.rt.device)}}
+        return self.speech.loss(model, None, tasks, targets, tower_inputs=inputs)
+
+    def evaluate(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        losses = []
+        for task in self.cfg.tasks:
+            items = [u for u in self.dev_items if _target(u, task)]
+            refs, hyps = [], []
+            for group in chunks(items, self.cfg.eval_batch_size):
+                audio, lens = self.audio.batch(group)
+                inputs = {TOWER: {"audio": audio.to(self.rt.device), "audio_lens": lens.to(self.rt.device)}}
+                targets = [_target(u, task) for u in group]
+                losses.append(float(self.speech.loss(self.module, None, [task] * len(group), targets, inputs)))
+                hyps.extend(self.speech.generate(task, audio, lens))
+                refs.extend(targets)
+            if task == "transcribe":
+                out.update(transcript_scores(refs, hyps, language_script(self.cfg.language)))
+            else:
+                out.update(translation_scores(refs, hyps))
+            if hyps:
+                out[f"example_{task}"] = f"{refs[0]} → {hyps[0]}"  # type: ignore[assignment]
+        out["loss"] = sum(losses) / max(1, len(losses))
+        return out
+
+    def export(self, stage_dir: Path) -> None:
+        save_bridges(self.module, stage_dir / "bridges.safetensors")
+
+
+def _target(utt: Utterance, task: str) -> str | None:
+    """The reference for a task: the transcript, or the English translation when there is one."""
+    return utt.text if task == "transcribe" else utt.translation

@@ -1,0 +1,200 @@
+"""Training end to end on a tiny corpus with tiny towers: both stages, resume after SIGKILL, torchrun DDP,
+non-finite losses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from speech_calm.config import TrainConfig, load_recipe
+from speech_calm.train import NonFiniteLossError, Runtime, fit, run
+from tests import tiny
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny corpus and a tiny anchor with a tokenizer that knows the corpus' Telugu and English."""
+    root = tmp_path_factory.mktemp("train")
+    tiny.write_corpus(str(root / "data"), n_train=24)
+    texts = [r["text"] + " " + r["translation"] for r in map(json.loads, (root / "data/train.jsonl").open())]
+    texts += ["Transcribe the Telugu speech.\nTelugu:", "Translate the Telugu speech into English.\nEnglish:"]
+    tiny.save_anchor(str(root / "anchor"), texts)
+    return root
+
+
+def write_recipe(ws: Path, run: str, **sections: dict) -> Path:
+    recipe = {
+        "run_dir": str(ws / run),
+        "seed": 0,
+        "device": "cpu",
+        "stages": ["encoder", "compose"],
+        "data": {"dirs": [str(ws / "data")], "languages": ["telugu"]},
+        "encoder": {
+            "model": {"d_model": 32, "num_heads": 4, "ffn_dim": 64, "num_layers": 2, "subsampling_channels": 8,
+                      "depthwise_kernel_size": 3, "dropout": 0.0, "freq_masks": 0, "time_masks": 0},
+            "train": {"max_steps": 40, "batch_size": 8, "eval_every": 20, "eval_items": 4, "save_every": 20,
+                      "log_every": 5, "optim": {"lr": 3e-3, "warmup_steps": 5}},
+        },
+        "compose": {
+            "anchor": {"source": str(ws / "anchor")},
+            "bridge": {"every": 1, "frame_stack": 2},
+            "decoding": {"max_new_tokens": 12},
+            "train": {"max_steps": 24, "batch_size": 8, "eval_every": 12, "eval_items": 4, "save_every": 12,
+                      "log_every": 4, "optim": {"lr": 1e-2, "warmup_steps": 2, "gate_lr_scale": 10.0}},
+        },
+    }
+    for key, value in sections.items():
+        recipe[key] = {**recipe.get(key, {}), **value} if isinstance(value, dict) else value
+    path = ws / f"{run}.yaml"
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True))
+    return path
+
+
+def train_losses(stage_dir: Path) -> list[float]:
+    rows = [json.loads(x) for x in (stage_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["train_loss"] for r in rows if "train_loss" in r]
+
+
+def test_both_stages_train_end_to_end(workspace: Path) -> None:
+    recipe = load_recipe(write_recipe(workspace, "e2e"))
+    run_dir = run(recipe)
+    enc, comp = run_dir / "encoder", run_dir / "compose"
+    for stage in (enc, comp):
+        losses = train_losses(stage)
+        assert losses[-1] < 0.7 * losses[0], (stage.name, losses)  # the loss falls
+        assert (stage / "done.json").is_file() and (stage / "curves.png").stat().st_size > 1000
+        evals = [json.loads(x) for x in (stage / "metrics.jsonl").read_text().splitlines() if '"dev_loss"' in x]
+        assert len(evals) == 2
+    assert (enc / "model" / "model.safetensors").is_file()
+    compose_eval = json.loads((comp / "done.json").read_text())["final"]
+    for key in ("dev_cer", "dev_wer", "dev_script_fidelity", "dev_bleu", "dev_chrf", "dev_loss"):
+        assert key in compose_eval
+    bridges = load_file(str(comp / "bridges.safetensors"))
+    assert bridges and all(k.startswith("speech.") for k in bridges)  # the bridges alone
+    assert load_recipe(run_dir / "recipe.yaml") == recipe
+    # a rerun skips complete stages
+    out = subprocess.run([sys.executable, "-m", "speech_calm.train", str(run_dir / "recipe.yaml")],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "[encoder] already complete" in out.stdout and "[compose] already complete" in out.stdout
+
+
+def test_prefix_baseline_trains(workspace: Path) -> None:
+    path = write_recipe(workspace, "prefix", compose={"bridge": {"type": "prefix", "every": 1, "frame_stack": 2}})
+    run_dir = run(load_recipe(path))
+    losses = train_losses(run_dir / "compose")
+    assert losses[-1] < losses[0] - 0.2, losses  # slower than CALM on a random anchor, but it learns
+    assert all(k.startswith("speech.") for k in load_file(str(run_dir / "compose" / "bridges.safetensors")))
+
+
+def _wait_for_checkpoint(stage_dir: Path, proc: subprocess.Popen, timeout: float) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if list((stage_dir / "checkpoints").glob("step-*/state.json")) if (stage_dir / "checkpoints").exists() else []:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended before its first checkpoint: {proc.stdout.read()}")
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint appeared")
+
+
+def test_sigkill_then_resume_ends_at_the_same_step(workspace: Path) -> None:
+    enc = {"model": {"d_model": 32, "num_heads": 4, "ffn_dim": 64, "num_layers": 2, "subsampling_channels": 8,
+                     "depthwise_kernel_size": 3},
+           "train": {"max_steps": 400, "batch_size": 4, "eval_every": 1000, "eval_items": 4, "save_every": 10,
+                     "log_every": 5}}
+    path = write_recipe(workspace, "killed", stages=["encoder"], encoder=enc)
+    stage_dir = workspace / "killed" / "encoder"
+    cmd = [sys.executable, "-m", "speech_calm.train", str(path)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for_checkpoint(stage_dir, proc, timeout=180)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (stage_dir / "done.json").exists()
+    saved = sorted(p.name for p in (stage_dir / "checkpoints").glob("step-*"))
+    assert saved and all(not p.startswith(".") for p in saved)
+    out = subprocess.run(cmd + ["encoder.train.max_steps=30"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"resuming from {stage_dir / 'checkpoints' / saved[-1]}" in out.stdout
+    steps = [json.loads(x)["step"] for x in (stage_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 30  # no duplicate rows from before the kill
+    assert sorted(p.name for p in (stage_dir / "checkpoints").glob("step-*"))[-1] == "step-00000030"
+    assert len(list((stage_dir / "checkpoints").glob("step-*"))) <= 2  # keep_last
+
+
+def test_resume_matches_an_uninterrupted_run(workspace: Path) -> None:
+    """Stopping after a checkpoint and resuming gives the same weights as training straight through."""
+    enc = {"model": {"d_model": 32, "num_heads": 4, "ffn_dim": 64, "num_layers": 2, "subsampling_channels": 8,
+                     "depthwise_kernel_size": 3},
+           "train": {"max_steps": 12, "batch_size": 4, "eval_every": 100, "save_every": 6, "log_every": 3}}
+    straight = run(load_recipe(write_recipe(workspace, "straight", stages=["encoder"], encoder=enc)))
+    path = write_recipe(workspace, "halves", stages=["encoder"], encoder=enc)
+    run(load_recipe(path, ["encoder.train.max_steps=6"]))
+    (workspace / "halves" / "encoder" / "done.json").unlink()  # as if the first run had stopped at step 6
+    halves = run(load_recipe(path))
+    a = load_file(str(straight / "encoder/model/model.safetensors"))
+    b = load_file(str(halves / "encoder/model/model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_torchrun_two_processes(workspace: Path) -> None:
+    tiny_train = {"max_steps": 6, "batch_size": 4, "eval_every": 6, "eval_items": 2, "save_every": 3, "log_every": 3}
+    path = write_recipe(workspace, "ddp", encoder={"train": tiny_train}, compose={"train": tiny_train})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "speech_calm.train", str(path)]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    for stage in ("encoder", "compose"):
+        assert (workspace / "ddp" / stage / "done.json").is_file()
+    assert (workspace / "ddp" / "compose" / "bridges.safetensors").is_file()
+
+
+class _NaNStage:
+    """A real (tiny) stage whose loss turns non-finite from step 3 on."""
+
+    name = "nan"
+
+    def __init__(self) -> None:
+        self.module = torch.nn.Linear(2, 1)
+        self.calls = 0
+
+    def trainable(self):  # noqa: ANN201
+        return list(self.module.named_parameters())
+
+    def buffers(self):  # noqa: ANN201
+        return []
+
+    def batches(self, epoch: int) -> list[int]:
+        return list(range(4))
+
+    def loss(self, model: torch.nn.Module, batch: int) -> torch.Tensor:
+        self.calls += 1
+        out = model(torch.ones(1, 2)).sum()
+        return out * float("nan") if self.calls > 3 else out ** 2
+
+    def evaluate(self) -> dict[str, float]:
+        return {"loss": 0.0}
+
+
+def test_repeated_nonfinite_losses_stop_with_last_good_checkpoint(tmp_path: Path) -> None:
+    cfg = TrainConfig(max_steps=50, save_every=2, eval_every=100, log_every=1, max_nonfinite=3)
+    stage = _NaNStage()
+    with pytest.raises(NonFiniteLossError, match="not finite 3 steps in a row.*step-00000004"):
+        fit(stage, cfg, tmp_path, Runtime(torch.device("cpu")))
+    assert torch.isfinite(stage.module.weight).all()
+    good = load_file(str(tmp_path / "checkpoints" / "step-00000004" / "trainable.safetensors"))
+    assert all(torch.isfinite(v).all() for v in good.values())
