@@ -13,53 +13,19 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
 from speech_calm.config import TrainConfig, load_recipe
 from speech_calm.train import NonFiniteLossError, Runtime, fit, run
 from tests import tiny
+from tests.runs import make_workspace, write_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny corpus and a tiny anchor with a tokenizer that knows the corpus' Telugu and English."""
-    root = tmp_path_factory.mktemp("train")
-    tiny.write_corpus(str(root / "data"), n_train=24)
-    texts = [r["text"] + " " + r["translation"] for r in map(json.loads, (root / "data/train.jsonl").open())]
-    texts += ["Transcribe the Telugu speech.\nTelugu:", "Translate the Telugu speech into English.\nEnglish:"]
-    tiny.save_anchor(str(root / "anchor"), texts)
-    return root
-
-
-def write_recipe(ws: Path, run: str, **sections: dict) -> Path:
-    recipe = {
-        "run_dir": str(ws / run),
-        "seed": 0,
-        "device": "cpu",
-        "stages": ["encoder", "compose"],
-        "data": {"dirs": [str(ws / "data")], "languages": ["telugu"]},
-        "encoder": {
-            "model": {"d_model": 32, "num_heads": 4, "ffn_dim": 64, "num_layers": 2, "subsampling_channels": 8,
-                      "depthwise_kernel_size": 3, "dropout": 0.0, "freq_masks": 0, "time_masks": 0},
-            "train": {"max_steps": 40, "batch_size": 8, "eval_every": 20, "eval_items": 4, "save_every": 20,
-                      "log_every": 5, "optim": {"lr": 3e-3, "warmup_steps": 5}},
-        },
-        "compose": {
-            "anchor": {"source": str(ws / "anchor")},
-            "bridge": {"every": 1, "frame_stack": 2},
-            "decoding": {"max_new_tokens": 12},
-            "train": {"max_steps": 24, "batch_size": 8, "eval_every": 12, "eval_items": 4, "save_every": 12,
-                      "log_every": 4, "optim": {"lr": 1e-2, "warmup_steps": 2, "gate_lr_scale": 10.0}},
-        },
-    }
-    for key, value in sections.items():
-        recipe[key] = {**recipe.get(key, {}), **value} if isinstance(value, dict) else value
-    path = ws / f"{run}.yaml"
-    path.write_text(yaml.safe_dump(recipe, allow_unicode=True))
-    return path
+    return make_workspace(tmp_path_factory.mktemp("train"))
 
 
 def train_losses(stage_dir: Path) -> list[float]:
