@@ -18,3 +18,6 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+demo: install
+	PY=$(PY) bash scripts/demo.sh

@@ -2,8 +2,10 @@
 the few signal helpers (gain, coloured noise, mixing at an SNR) that augmentation and the synthetic
 corpus need.
 
-Reading goes through soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, ...) rather than
-``torchaudio.load``, which in torchaudio 2.11 needs torchcodec/FFmpeg.  Resampling uses
+Reading goes through soundfile (libsndfile: WAV, FLAC, OGG/Vorbis/Opus, MP3 from libsndfile 1.1 on,
+...) rather than ``torchaudio.load``, which in torchaudio 2.11 needs torchcodec/FFmpeg.  What libsndfile
+cannot read (M4A/AAC, WebM, WMA, ...) is decoded by an ``ffmpeg`` found on PATH, when there is one.
+Resampling uses
 ``torchaudio.functional.resample`` (windowed sinc, band-limited), so 44.1 or 48 kHz input is
 low-pass filtered before decimation instead of aliased.
 """
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import subprocess
 import tempfile
 from contextlib import contextmanager
 from functools import lru_cache
@@ -62,7 +66,8 @@ def _describe(src: AudioSource, name: str | None) -> str:
 def read_audio(src: AudioSource, *, name: str | None = None) -> tuple[np.ndarray, int]:
     """Decode ``src`` (a path, raw file bytes or a binary file object) without resampling.
 
-    Returns ``(samples, sample_rate)`` with samples float32 of shape (frames, channels).
+    Returns ``(samples, sample_rate)`` with samples float32 of shape (frames, channels); a file that
+    libsndfile cannot read is decoded by ffmpeg when it is on PATH (then already 16 kHz mono).
     Raises :class:`AudioError` for missing, empty, undecodable or non-finite audio.
     """
     label = _describe(src, name)
@@ -72,15 +77,55 @@ def read_audio(src: AudioSource, *, name: str | None = None) -> tuple[np.ndarray
         src = io.BytesIO(bytes(src))
     elif isinstance(src, (str, os.PathLike)) and not os.path.isfile(src):
         raise AudioError(f"{label}: no such audio file")
+    elif isinstance(src, (str, os.PathLike)) and os.path.getsize(src) == 0:
+        raise AudioError(f"{label}: audio file is empty (0 bytes)")
     try:
         data, sr = sf.read(src, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(f"{label}: cannot decode audio ({exc}); is it a WAV/FLAC/OGG file?") from exc
+        if not isinstance(src, (str, os.PathLike)):  # dataset bytes: libsndfile's verdict stands (see below)
+            raise AudioError(f"{label}: cannot decode audio ({exc}); is it a WAV/FLAC/OGG/MP3 file?") from exc
+        data, sr = _read_with_ffmpeg(src, label, exc)
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise AudioError(f"{label}: audio has no samples")
     if not np.isfinite(data).all():
         raise AudioError(f"{label}: audio contains NaN or infinite samples")
     return data, int(sr)
+
+
+# Containers and codecs that libsndfile does not read; only ffmpeg helps with these.
+FFMPEG_ONLY = (".m4a", ".mp4", ".aac", ".webm", ".wma", ".amr", ".3gp", ".mka", ".mkv", ".ac3")
+
+
+def _read_with_ffmpeg(src: str | os.PathLike, label: str, sf_error: Exception) -> tuple[np.ndarray, int]:
+    """Decode a file libsndfile could not read with the ``ffmpeg`` on PATH, as (frames, 1) float32 at 16 kHz.
+
+    Files only: bytes and streams come from datasets, where a clip libsndfile rejects is a corrupt row to
+    drop, not one that ffmpeg should half-decode. ffmpeg downmixes and resamples itself.
+    """
+    suffix = Path(src).suffix.lower()
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        if suffix in FFMPEG_ONLY:
+            raise AudioError(
+                f"{label}: cannot decode {suffix} audio: libsndfile reads WAV, FLAC, OGG (Vorbis, Opus) and MP3, "
+                f"and {suffix} needs ffmpeg, which is not on PATH; install it (e.g. apt-get install ffmpeg) or "
+                f"convert the file to FLAC"
+            ) from sf_error
+        raise AudioError(
+            f"{label}: cannot decode audio ({sf_error}); is it a WAV/FLAC/OGG/MP3 file? (installing ffmpeg "
+            f"lets speech_calm read other formats)"
+        ) from sf_error
+    cmd = [ffmpeg, "-nostdin", "-v", "error", "-i", os.fspath(src), "-f", "f32le", "-acodec", "pcm_f32le",
+           "-ac", "1", "-ar", str(SAMPLE_RATE), "-"]
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    if proc.returncode != 0:
+        reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise AudioError(
+            f"{label}: cannot decode audio: libsndfile ({sf_error}) and ffmpeg "
+            f"({reason[-1] if reason else f'exit code {proc.returncode}'}) both failed; is it an audio file?"
+        ) from sf_error
+    samples = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
+    return samples[:, None], SAMPLE_RATE
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -169,6 +214,10 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp makes the file private (0600); the result should get the permissions any new file gets
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
         os.replace(tmp_path, path)

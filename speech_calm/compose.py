@@ -4,9 +4,11 @@ Paper §3.1 (Bansal et al., ICLR 2024), with what encoder-style composition need
 
     for each connection (i in L_A, j in L_B):
         m     = proj(stack_k(norm(h_A[i])))                  # (B, S/k, D_B)  m_A states in the anchor's width
-        h_B  += tanh(g) * xattn(q=norm(h_B[j]), kv=m, mask)  # residual after anchor layer j, feeds layer j+1
+        h_B  += tanh(g) * rms(h_B[j]) * xattn(q=norm(h_B[j]), kv=m, mask)  # after anchor layer j, feeds j+1
 
-The gate g starts at 0, so at step 0 the composed model computes exactly what the anchor computes. Bridges
+The gate g starts at 0, so at step 0 the composed model computes exactly what the anchor computes. The update
+is written in units of the anchor's residual stream (rms(h_B[j]), not differentiated), whose scale grows by
+orders of magnitude with depth in modern LMs. Bridges
 attach to the anchor through forward hooks on its decoder layers: the anchor's modules, parameters and
 `state_dict` keys are untouched, and with no m_A input the hooks do nothing (the anchor, bit for bit).
 
@@ -17,7 +19,8 @@ own KV cache inside the `Memory`, and anchor position t only sees m_A positions 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,6 +141,7 @@ class Bridge(nn.Module):
         anchor_dim: D_B, the anchor's hidden size.
         num_heads: attention heads; D_B must divide by it.
         frame_stack: k consecutive m_A frames are concatenated before projection (shortens speech k times).
+        relative: scale the update by the RMS of the anchor state it is added to (see `BridgeConfig.relative`).
     """
 
     def __init__(
@@ -148,6 +152,7 @@ class Bridge(nn.Module):
         frame_stack: int = 1,
         dropout: float = 0.0,
         norm_eps: float = 1e-6,
+        relative: bool = True,
     ) -> None:
         super().__init__()
         if anchor_dim % num_heads:
@@ -160,6 +165,7 @@ class Bridge(nn.Module):
         self.num_heads = num_heads
         self.frame_stack = frame_stack
         self.dropout = dropout
+        self.relative = relative
         # m_A layers differ in scale; normalising before the projection keeps every connection trainable
         self.norm_memory = nn.LayerNorm(tower_dim * frame_stack, eps=norm_eps)
         self.proj = nn.Linear(tower_dim * frame_stack, anchor_dim)
@@ -169,6 +175,8 @@ class Bridge(nn.Module):
         self.v = nn.Linear(anchor_dim, anchor_dim, bias=False)
         self.o = nn.Linear(anchor_dim, anchor_dim, bias=False)
         self.gate = TanhGate()
+        # set by Composition.record_attention: receives the attention probabilities of each call
+        self.record: Callable[[torch.Tensor], None] | None = None
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, s, d = x.shape  # (B, S, D) -> (B, H, S, D/H)
@@ -209,9 +217,17 @@ class Bridge(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
         )  # (B, H, T, d)
         out = out * visible.to(out.dtype)
+        if self.record is not None:  # opt-in: the probabilities SDPA used, computed again explicitly
+            scores = q @ memory.key.to(q.dtype).transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, T, S)
+            probs = scores.masked_fill(~attn_mask, -math.inf).softmax(-1) * visible.to(q.dtype)
+            self.record(probs.detach())
         b, h, t, d = out.shape
         out = self.o(out.transpose(1, 2).reshape(b, t, h * d))  # (B, T, D_B)
         out = F.dropout(out, self.dropout, self.training)
+        if self.relative:
+            # write in the anchor's own units: its residual stream grows with depth (Gemma 3 270M: RMS ~4 after
+            # layer 0, ~1000 after layer 17), so a bridge of fixed scale would vanish in deep layers
+            out = out * hidden.float().pow(2).mean(-1, keepdim=True).sqrt().detach().to(out.dtype)
         return self.gate(out).to(hidden.dtype)
 
 
@@ -333,7 +349,8 @@ class Composition(FrozenTowersModule):
         self.anchor = anchor
         self.towers = nn.ModuleDict(dict(towers))
         spec = anchor_spec(anchor)
-        self.anchor_layers = find_layers(anchor, spec.num_layers, spec.hidden_size)
+        # a tuple, not a submodule: the anchor's layers keep their one name (anchor.model.layers...)
+        self.anchor_layers = tuple(find_layers(anchor, spec.num_layers, spec.hidden_size))
         self.configs: dict[str, BridgeConfig] = {
             name: bridges if isinstance(bridges, BridgeConfig) else bridges[name] for name in towers
         }
@@ -349,7 +366,8 @@ class Composition(FrozenTowersModule):
             self.connections[name] = pairs
             heads = cfg.num_heads or spec.num_heads
             self.bridges[name] = nn.ModuleList(
-                Bridge(tower.hidden_size, spec.hidden_size, heads, cfg.frame_stack, cfg.dropout, cfg.norm_eps)
+                Bridge(tower.hidden_size, spec.hidden_size, heads, cfg.frame_stack, cfg.dropout, cfg.norm_eps,
+                       cfg.relative)
                 for _ in pairs
             )
         self.freeze_towers()
@@ -447,6 +465,25 @@ class Composition(FrozenTowersModule):
             return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
         return hook
+
+    @contextmanager
+    def record_attention(self) -> Iterator[dict[str, list[list[torch.Tensor]]]]:
+        """Within the block every bridge also stores its cross-attention probabilities (for alignment plots).
+
+        Yields {tower: [one list per bridge, in `connections[tower]` order: probs (B, H, T, S') per call]},
+        filled as forwards run; S' counts m_A positions after frame stacking, padded ones get 0. Outside the
+        block bridges run SDPA alone: recording costs nothing unless asked for.
+        """
+        records = {name: [[] for _ in bridges] for name, bridges in self.bridges.items()}
+        for name, bridges in self.bridges.items():
+            for bridge, calls in zip(bridges, records[name]):
+                bridge.record = calls.append
+        try:
+            yield records
+        finally:
+            for bridges in self.bridges.values():
+                for bridge in bridges:
+                    bridge.record = None
 
     @contextmanager
     def _attached(self, ctx: _Context) -> Iterator[None]:

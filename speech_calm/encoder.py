@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -90,6 +91,7 @@ class ConformerConfig:
     num_layers: int = 8  # Conformer layers (the tower's num_layers)
     depthwise_kernel_size: int = 15  # kernel of the depthwise convolution, in output frames (odd)
     dropout: float = 0.0  # in feed-forward, attention, convolution, after subsampling; 0.1 for long GPU runs
+    positions: bool = False  # add sinusoidal absolute positions after subsampling (attention sees order)
     # --- CTC head
     vocab_size: int = 0  # CTC outputs incl. blank; 0 = take it from the CharVocab (set by ConformerEncoder)
 
@@ -374,6 +376,17 @@ def ctc_greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, blank: int = 
     return out
 
 
+def _sinusoids(length: int, dim: int, device: torch.device) -> torch.Tensor:
+    """Transformer sinusoidal positions (length, dim): torchaudio's Conformer has none of its own, so without
+    them self-attention sees a set of frames and order comes only from the convolutions."""
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim, device=device)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return table
+
+
 class ConformerEncoder(AugmentingTower):
     """Conformer-CTC speech encoder; as an `AugmentingTower` it returns every layer's hidden states.
 
@@ -454,6 +467,8 @@ class ConformerEncoder(AugmentingTower):
         x, lens = self.subsampling(feats.to(self.subsampling.proj.weight.dtype), frame_lens)  # (B, S, D)
         real = torch.arange(x.shape[1], device=x.device)[None, :] < lens[:, None]  # (B, S)
         pad = ~real
+        if self.config.positions:
+            x = x + _sinusoids(x.shape[1], x.shape[2], x.device).to(x.dtype)
         x = x.masked_fill(pad[:, :, None], 0.0)
         hidden_states = []
         for layer in self.conformer.conformer_layers:

@@ -21,6 +21,7 @@ from torch import nn
 from speech_calm.checkpoint import load_bridges
 from speech_calm.compose import Bridge, Composition, select_connections
 from speech_calm.config import ComposeStageConfig, ConfigError, DecodeConfig
+from speech_calm.ctc_compress import CTCCompressedTower
 from speech_calm.data import lm_batch, lm_loss
 from speech_calm.decoding import DecodingOptions, generate
 from speech_calm.prefix import PrefixComposition, Projector
@@ -36,6 +37,11 @@ def bridge_parameter_count(tower: AugmentingTower, anchor: nn.Module, cfg: Any) 
     pairs = select_connections(tower.num_layers, spec.num_layers, cfg, TOWER)
     one = Bridge(tower.hidden_size, spec.hidden_size, cfg.num_heads or spec.num_heads, cfg.frame_stack)
     return len(pairs) * sum(p.numel() for p in one.parameters())
+
+
+def compressed(tower: AugmentingTower, cfg: ComposeStageConfig) -> AugmentingTower:
+    """m_A as the bridges read it: its frames, or their CTC-compressed runs (`compose.compress: ctc`)."""
+    return CTCCompressedTower(tower) if cfg.compress == "ctc" else tower
 
 
 def build_composition(anchor: nn.Module, tower: AugmentingTower, cfg: ComposeStageConfig) -> nn.Module:
@@ -145,12 +151,19 @@ class SpeechModel:
             seconds = (frames / rate).tolist() if rate else [math.inf] * n
         else:
             n, inputs, seconds = batch_size or 1, None, [math.inf] * (batch_size or 1)
-        caps = [max(8, math.ceil(s * d.max_tokens_per_second) + 4) if math.isfinite(s) else d.max_new_tokens
-                for s in seconds]  # silence or noise cannot run away into pages of text
+        caps = token_caps(seconds, d)
         ids = torch.tensor([self.prompt_ids(task)] * n, device=self.device)
         out = generate(self.model, ids, None, inputs, self.options(d), max_new_tokens=caps,
                        tower_outputs=tower_outputs)
         return [self.decode(seq) for seq in out]
+
+
+def token_caps(seconds: Sequence[float], d: DecodeConfig) -> list[int]:
+    """Per-item caps on generated tokens from audio durations in seconds: `max_tokens_per_second` per second
+    plus a little slack, so that silence or noise cannot run away into pages of text; unknown (infinite)
+    durations get `max_new_tokens`. `generate` also applies `max_new_tokens` as an overall cap."""
+    return [max(8, math.ceil(s * d.max_tokens_per_second) + 4) if math.isfinite(s) else d.max_new_tokens
+            for s in seconds]
 
 
 def _generation_eos(model: nn.Module) -> set[int]:
@@ -171,7 +184,7 @@ def load_speech_model(
     """Build the composed model of a recipe's compose section: anchor + m_A (+ trained bridges)."""
     anchor, tokenizer = load_anchor(cfg.anchor.source, device, cfg.anchor.dtype, cfg.anchor.trust_remote_code)
     tower = load_speech_tower(tower_source, device, cfg.tower.dtype, cfg.tower.trust_remote_code)
-    model = build_composition(anchor, tower, cfg).to(device)
+    model = build_composition(anchor, compressed(tower, cfg), cfg).to(device)
     if bridges is not None:
         load_bridges(model, bridges)
     return SpeechModel(model, tokenizer, cfg)

@@ -40,6 +40,12 @@ class TowerOutput:
     mask: torch.Tensor
     cache: Any = None
 
+    def select(self, rows: list[int]) -> TowerOutput:
+        """Batch rows `rows` of an encoder-mode output (states computed once, decoded again for some rows)."""
+        index = torch.tensor(rows, device=self.mask.device)
+        states = tuple(h[index] if h is not None else None for h in self.hidden_states)
+        return TowerOutput(states, self.mask[index])  # type: ignore[arg-type]
+
 
 class AugmentingTower(nn.Module):
     """Base class of every m_A. Subclasses set `num_layers`, `hidden_size` and `modality`.
@@ -117,7 +123,7 @@ def output_cache(output: Any) -> Any:
 class _LayerRecorder:
     """Records the output of every layer of a stack during one forward (forward hooks, removed after)."""
 
-    def __init__(self, layers: nn.ModuleList) -> None:
+    def __init__(self, layers: tuple[nn.Module, ...]) -> None:
         self.layers = layers
         self.outputs: list[torch.Tensor] = []
 
@@ -158,7 +164,8 @@ class HFSpeechTower(AugmentingTower):
         config = self.model.config
         self.num_layers = config.num_hidden_layers
         self.hidden_size = config.hidden_size
-        self.layers = find_layers(self.model, self.num_layers, self.hidden_size)
+        # a tuple, not a submodule: registering the stack twice would give its weights two names
+        self.layers = tuple(find_layers(self.model, self.num_layers, self.hidden_size))
         self.sampling_rate = getattr(feature_extractor, "sampling_rate", 16000)
 
     def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor) -> TowerOutput:
@@ -205,7 +212,8 @@ class HFTextTower(AugmentingTower):
         self.num_layers = text.num_hidden_layers
         self.hidden_size = text.hidden_size
         self.vocab_size = text.vocab_size
-        self.layers = find_layers(self.model, self.num_layers, self.hidden_size)
+        # a tuple, not a submodule: registering the stack twice would give its weights two names
+        self.layers = tuple(find_layers(self.model, self.num_layers, self.hidden_size))
         self._cache_arg = cache_argument(self.model)
 
     def forward(

@@ -70,7 +70,7 @@ def test_speech_tower_masks_follow_real_lengths() -> None:
     with torch.no_grad():
         out = w2v(audio, lens)
     assert out.mask.sum(-1).tolist() == w2v.model._get_feat_extract_output_lengths(lens).tolist()
-    assert w2v.layers is w2v.model.encoder.layers  # not the equally long stack of feature convolutions
+    assert list(w2v.layers) == list(w2v.model.encoder.layers)  # not the equally long stack of feature convolutions
     whisper = tiny.speech_tower("whisper")
     with torch.no_grad():
         out = whisper(audio, lens)

@@ -1,7 +1,9 @@
 """Training stages. A stage builds its models, says what trains, yields batches, computes a loss, evaluates,
 and exports its result; `speech_calm.train.fit` runs the loop around it.
 
-Stages by name (a recipe's `stages:` list): `encoder` (m_A by CTC), `compose` (bridges).
+Stages by name (a recipe's `stages:` list): `encoder` (m_A by CTC), `compose` (bridges); the key-value
+experiment `kv_data`, `kv_m_a`, `kv_m_b`, `kv_compose`, `kv_lora`, `kv_finetune`, `kv_eval` (stages/kv.py);
+the Telugu text path `text_lm`, `text_compose`, `text_lora`, `text_finetune`, `text_eval` (stages/text.py).
 """
 
 from __future__ import annotations
@@ -60,10 +62,18 @@ class Stage(ABC):
 
 def build_stage(name: str, recipe: Recipe, runtime: Any, run_dir: Path) -> Stage:
     """The stage called `name`."""
+    from speech_calm.stages import kv, text
     from speech_calm.stages.ctc_encoder import EncoderStage
     from speech_calm.stages.speech_compose import ComposeStage
 
-    stages: dict[str, type[Stage]] = {"encoder": EncoderStage, "compose": ComposeStage}
+    stages: dict[str, type[Stage]] = {
+        "encoder": EncoderStage, "compose": ComposeStage,
+        "kv_data": kv.KVDataStage, "kv_m_a": kv.KVModelAStage, "kv_m_b": kv.KVModelBStage,
+        "kv_compose": kv.KVComposeStage, "kv_lora": kv.KVLoraStage, "kv_finetune": kv.KVFinetuneStage,
+        "kv_eval": kv.KVEvalStage,
+        "text_lm": text.TextLMStage, "text_compose": text.TextComposeStage, "text_lora": text.TextLoraStage,
+        "text_finetune": text.TextFinetuneStage, "text_eval": text.TextEvalStage,
+    }
     if name not in stages:
         raise ConfigError(f"unknown stage {name!r} in stages; known: {', '.join(stages)}")
     return stages[name](recipe, runtime, run_dir)

@@ -147,13 +147,14 @@ class EncoderStage(Stage):
         return [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
 
     def buffers(self) -> list[tuple[str, torch.Tensor]]:
-        params = {n for n, _ in self.module.named_parameters()}
-        return [(n, b) for n, b in self.module.state_dict(keep_vars=True).items() if n not in params]
+        return list(self.module.named_buffers())
 
     def batches(self, epoch: int) -> list[Any]:
         t = self.train_config
+        # SortaGrad: in the first epoch, short utterances (easy alignments) come first
+        sorted_first = self.cfg.sortagrad and epoch == 0
         groups = bucket_batches([u.duration for u in self.train], t.batch_size, t.max_batch_seconds,
-                                self.recipe.seed, epoch)
+                                self.recipe.seed, epoch, shuffle=not sorted_first)
         rng = random.Random(self.recipe.seed * 7919 + epoch)
         speeds = self.cfg.speed_perturb
         return [(g, [rng.choice(speeds) for _ in g] if speeds else None) for g in groups]

@@ -19,7 +19,7 @@ from speech_calm.checkpoint import save_bridges
 from speech_calm.compose import Composition
 from speech_calm.data import AudioStore, Utterance, bucket_batches, chunks, read_split
 from speech_calm.metrics import transcript_scores, translation_scores
-from speech_calm.speech import TOWER, SpeechModel, build_composition
+from speech_calm.speech import TOWER, SpeechModel, build_composition, compressed
 from speech_calm.stages import Stage
 from speech_calm.stages.ctc_encoder import dev_subset
 from speech_calm.text import language_script
@@ -67,7 +67,7 @@ class ComposeStage(Stage):
         anchor, tokenizer = load_anchor(cfg.anchor.source, dev, cfg.anchor.dtype, cfg.anchor.trust_remote_code)
         tower = load_speech_tower(tower_source(self.recipe, self.run_dir), dev, cfg.tower.dtype,
                                   cfg.tower.trust_remote_code)
-        model = build_composition(anchor, tower, cfg).to(dev)
+        model = build_composition(anchor, compressed(tower, cfg), cfg).to(dev)
         self.speech = SpeechModel(model, tokenizer, cfg)
         self.module = model
         lang = [cfg.language]

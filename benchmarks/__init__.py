@@ -1,0 +1,1 @@
+"""Cost and speed measurements, printed as tables (run each as `python -m benchmarks.NAME --help`)."""

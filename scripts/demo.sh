@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# make demo: everything offline, on this CPU, in about 25 minutes, each step printing its progress:
+#   1. synthetic Vaani-style speech for every data directory the recipe reads (data_prep/vaani.py)
+#   2. training: python -m speech_calm.train recipes/telugu.yaml (encoder, then CALM bridges)
+#   3. evaluation on the held-out test speakers (CER, WER, script fidelity, BLEU, chrF++)
+#   4. a long held-out recording made by joining test clips with pauses
+#   5. python -m speech_calm.infer on it: transcript, translation and SRT subtitles
+# Every step skips work already done (data prep and training resume), so a rerun after a stop carries on.
+#
+#   bash scripts/demo.sh                                        # what `make demo` runs after `make install`
+#   DEMO_RUN=runs/quick DEMO_OVERRIDES="encoder.train.max_steps=50 compose.train.max_steps=30" bash scripts/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PY:-.venv/bin/python}
+RECIPE=${DEMO_RECIPE:-recipes/telugu.yaml}
+RUN=${DEMO_RUN:-runs/telugu}
+OVERRIDES=${DEMO_OVERRIDES:-}              # extra dotted.key=value overrides for training
+LONG_SECONDS=${DEMO_LONG_SECONDS:-120}      # length of the held-out long recording
+EVAL_LIMIT=${DEMO_EVAL_LIMIT:-}             # evaluate only the first N test utterances (default: all)
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1  # nothing is downloaded
+
+START=$SECONDS
+step() { printf '\n=== [%s] %s  (%d:%02d elapsed)\n' "$1" "$2" $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60)); }
+
+step 1/5 "data: synthetic Vaani-style speech for $RECIPE"
+# one line per data directory of the recipe: DIR LANGUAGE...  (a directory named after a language holds that
+# language; any other directory holds the recipe's remaining languages)
+# shellcheck disable=SC2086
+"$PY" - "$RECIPE" $OVERRIDES > "${TMPDIR:-/tmp}/speech_calm_demo_dirs.$$" <<'PY'
+import sys
+from pathlib import Path
+from speech_calm.config import load_recipe
+recipe = load_recipe(sys.argv[1], sys.argv[2:])
+dirs, languages = recipe.data.dirs, [l.lower() for l in recipe.data.languages]
+named = {Path(d).name.lower() for d in dirs}
+for d in dirs:
+    own = Path(d).name.lower()
+    print(d, *([own] if own in languages else [l for l in languages if l not in named] or languages))
+PY
+while read -r dir langs; do
+    if [ -f "$dir/stats.json" ] && [ -f "$dir/test.jsonl" ]; then
+        echo "$dir: already prepared ($dir/stats.json); skipped"
+    else
+        # shellcheck disable=SC2086
+        "$PY" data_prep/vaani.py --source synthetic --language $langs --out "$dir" --tts espeak < /dev/null
+    fi
+done < "${TMPDIR:-/tmp}/speech_calm_demo_dirs.$$"
+TEST=$(head -n1 "${TMPDIR:-/tmp}/speech_calm_demo_dirs.$$" | cut -d' ' -f1)/test.jsonl
+rm -f "${TMPDIR:-/tmp}/speech_calm_demo_dirs.$$"
+
+step 2/5 "train: $RECIPE -> $RUN (complete stages are skipped, a stopped stage resumes)"
+# shellcheck disable=SC2086
+"$PY" -m speech_calm.train "$RECIPE" run_dir="$RUN" $OVERRIDES
+
+step 3/5 "evaluate on the held-out test speakers: $TEST"
+"$PY" -m speech_calm.evaluate "$RUN" "$TEST" ${EVAL_LIMIT:+--limit "$EVAL_LIMIT"}
+
+LONG="$RUN/demo/long_test.flac"
+step 4/5 "a held-out long recording: test clips joined with pauses -> $LONG"
+if [ -f "$LONG" ]; then
+    echo "$LONG exists; skipped"
+else
+    "$PY" scripts/make_long_audio.py "$TEST" --out "$LONG" --seconds "$LONG_SECONDS"
+fi
+
+step 5/5 "transcribe and translate it: python -m speech_calm.infer $RUN $LONG --task both --format txt srt"
+"$PY" -m speech_calm.infer "$RUN" "$LONG" --task both --format txt srt --out "$RUN/demo"
+echo
+echo "reference subtitles of the same recording: $RUN/demo/long_test.ref.srt"
+echo "files: $RUN/demo/long_test.txt, $RUN/demo/long_test.srt; evaluation report: $RUN/eval/test.json"
+step done "demo complete"

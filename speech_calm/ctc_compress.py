@@ -1,0 +1,72 @@
+"""CTC compression of a speech tower's states (Gaido et al., 2021): average the runs of consecutive frames that
+greedy CTC decoding gives the same label.
+
+A CTC-trained encoder emits one label (or blank) per frame; a run of equal labels is one character (or one
+pause). Averaging each run turns ~25 frames per second into roughly one position per character or pause, so
+the bridges attend over a sequence about as long as the text they write, whose positions already line up with
+its characters. The tower stays frozen: this only re-pools its outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from speech_calm.towers import AugmentingTower, TowerOutput
+
+
+def compress_runs(out: TowerOutput, labels: torch.Tensor, layers: list[int] | None = None) -> TowerOutput:
+    """Average runs of equal `labels` (B, S) over the real frames of `out`.
+
+    Returns states (B, R, D) for `layers` (default all; other layers None) and a mask (B, R), R = most runs in
+    the batch. A padded item gives the same runs as alone: runs are cut at the end of its real frames.
+    """
+    mask = out.mask
+    b, s = labels.shape
+    change = torch.ones_like(mask)
+    change[:, 1:] = labels[:, 1:] != labels[:, :-1]
+    change = change & mask
+    run = (change.long().cumsum(-1) - 1).clamp(min=0)  # (B, S) run index of every frame
+    runs = change.sum(-1)  # (B,)
+    width = max(1, int(runs.max()))
+    weight = mask.float()
+    count = torch.zeros(b, width, device=mask.device).scatter_add_(1, run, weight)  # frames per run
+    hidden: list[torch.Tensor | None] = []
+    for i, h in enumerate(out.hidden_states):
+        if h is None or (layers is not None and i not in layers):
+            hidden.append(None)
+            continue
+        total = torch.zeros(b, width, h.shape[-1], device=h.device, dtype=h.dtype)
+        total.scatter_add_(1, run[..., None].expand(-1, -1, h.shape[-1]), h * weight[..., None].to(h.dtype))
+        hidden.append(total / count.clamp(min=1)[..., None].to(h.dtype))
+    new_mask = torch.arange(width, device=mask.device)[None, :] < runs[:, None]
+    return TowerOutput(tuple(hidden), new_mask)  # type: ignore[arg-type]
+
+
+class CTCCompressedTower(AugmentingTower):
+    """A frozen CTC speech tower whose outputs are CTC-compressed (`compress_runs`).
+
+    Args:
+        tower: a speech tower with a CTC head (our `ConformerEncoder`: `ctc_head` over its last layer).
+    """
+
+    modality = "speech"
+
+    def __init__(self, tower: AugmentingTower) -> None:
+        super().__init__()
+        head = getattr(tower, "ctc_head", None)
+        if head is None:
+            raise ValueError(f"{type(tower).__name__} has no CTC head; CTC compression needs one")
+        self.tower = tower
+        self.num_layers = tower.num_layers
+        self.hidden_size = tower.hidden_size
+
+    @property
+    def frame_rate_hz(self) -> float | None:
+        return None  # positions are runs of frames, not fixed-rate frames
+
+    def forward(self, *args: Any, **kwargs: Any) -> TowerOutput:
+        out = self.tower(*args, **kwargs)
+        labels = self.tower.ctc_head(out.hidden_states[-1]).argmax(-1)  # (B, S)
+        return compress_runs(out, labels)

@@ -1,0 +1,90 @@
+"""Base of the stages that train a small causal LM from scratch on text rows (kv_m_a, kv_m_b, text_lm).
+
+A subclass says which tokenizer, which rows and which dev metrics; this class builds the model from the
+section's `SmallLMConfig`, trains every weight (next-token loss on the target, or on every token with
+`loss_on_prompt`) and exports `STAGE/model/`: a model directory with its tokenizer, loadable on its own as an
+anchor or a text tower.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from speech_calm.adapters import AnchorModel
+from speech_calm.config import LMStageConfig
+from speech_calm.data import bucket_batches
+from speech_calm.small_lm import build_small_lm
+from speech_calm.stages import Stage
+from speech_calm.text_model import Row, TextModel
+
+MODEL_DIR = "model"
+
+
+def row_batches(rows: list[Row], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Row indices in batches of similar length (little padding), in an order fixed by (seed, epoch)."""
+    return bucket_batches([len(r.prompt) + len(r.target) for r in rows], batch_size, None, seed, epoch)
+
+
+class CausalLMStage(Stage):
+    """Train a new small LM on `train_rows()`; subclasses set `section` and implement the hooks below."""
+
+    end: str = "eos"  # what ends a target (see TextModel)
+
+    def __init__(self, recipe: Any, runtime: Any, run_dir: Path) -> None:
+        super().__init__(recipe, runtime, run_dir)
+        self.train_config = self.section.train
+
+    @property
+    @abstractmethod
+    def section(self) -> LMStageConfig:
+        """The stage's config."""
+
+    @abstractmethod
+    def make_tokenizer(self) -> Any:
+        """The tokenizer the model reads (its vocabulary size sizes the model)."""
+
+    @abstractmethod
+    def train_rows(self) -> list[Row]:
+        """The training rows."""
+
+    @abstractmethod
+    def dev_metrics(self, tm: TextModel) -> dict[str, float]:
+        """Metrics on held-out rows (in eval mode, without autograd)."""
+
+    def setup(self) -> None:
+        self.tokenizer = self.make_tokenizer()
+        self.model = build_small_lm(self.section.model, len(self.tokenizer), self.recipe.seed)
+        self.module = AnchorModel(self.model, "all").to(self.rt.device)
+        self.tm = TextModel(self.module, self.tokenizer, self.end)
+        self.rows = self.train_rows()
+        if self.rt.is_main:
+            n = sum(p.numel() for p in self.model.parameters())
+            print(f"[{self.name}] a new {self.section.model.num_layers}-layer LM of {n / 1e6:.2f} M parameters "
+                  f"(vocabulary {len(self.tokenizer)}), {len(self.rows)} training rows", flush=True)
+
+    def trainable(self) -> list[tuple[str, nn.Parameter]]:
+        return list(self.module.trainable_parameters())
+
+    def batches(self, epoch: int) -> list[Any]:
+        return row_batches(self.rows, self.train_config.batch_size, self.recipe.seed, epoch)
+
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        return self.tm.loss(model, [self.rows[i] for i in batch], self.section.loss_on_prompt)
+
+    def evaluate(self) -> dict[str, float]:
+        return self.dev_metrics(self.tm)
+
+    def export_model(self) -> nn.Module:
+        """The model to save (subclasses may transform it, e.g. give it the anchor's full vocabulary)."""
+        return self.model
+
+    def export(self, stage_dir: Path) -> None:
+        out = stage_dir / MODEL_DIR
+        self.export_model().save_pretrained(str(out))
+        tok = getattr(self.tokenizer, "base", self.tokenizer)  # a CompactTokenizer saves the tokenizer it narrows
+        tok.save_pretrained(str(out))

@@ -1,0 +1,77 @@
+"""speech_calm.evaluate: metrics overall and per speaker, the JSON report, the table, unreadable utterances."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from speech_calm.audio import torch_threads
+from speech_calm.evaluate import main, scores, table
+from tests.trained import clips, trained_run
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread (see tests/test_infer.py)."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_run(tmp_path_factory)
+
+
+def test_scores_of_perfect_and_wrong_outputs() -> None:
+    items = [
+        {"reference": "అమ్మ నీరు", "hypothesis": "అమ్మ, నీరు!", "reference_translation": "the mother drinks cold water today",
+         "translation": "the mother drinks cold water today"},
+        {"reference": "పాలు ఇల్లు", "hypothesis": "పాలు ఇల్లు", "reference_translation": None, "translation": "x"},
+    ]
+    got = scores(items, "telugu")
+    assert got["cer"] == 0.0 and got["wer"] == 0.0  # hypotheses are normalised like the references
+    assert got["script_fidelity"] == 100.0 and got["bleu"] == pytest.approx(100.0) and got["chrf"] == 100.0
+    latin = scores([{**items[0], "hypothesis": "amma neeru"}], "telugu")
+    assert latin["script_fidelity"] == 0.0 and latin["cer"] > 50
+
+
+def test_evaluate_writes_a_report_and_prints_a_table(ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rows = clips(ws, "test") + clips(ws, "dev")
+    broken = tmp_path / "broken.flac"
+    broken.write_bytes(b"fLaC" + b"\x00" * 64)
+    rows.append({**rows[0], "id": "broken_clip", "audio": str(broken), "speaker": "s9"})
+    manifest = tmp_path / "eval.jsonl"
+    manifest.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "report.json"
+    rc = main([str(ws / "run"), str(manifest), "--out", str(out), "--batch-size", "3", "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 1  # one utterance could not be read
+    assert "broken_clip" in captured.err and "cannot decode" in captured.err
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["utterances"] == len(rows) - 1 and [f["id"] for f in report["failed"]] == ["broken_clip"]
+    assert set(report["metrics"]) == {"cer", "wer", "script_fidelity", "bleu", "chrf"}
+    assert set(report["per_speaker"]) == {r["speaker"] for r in rows[:-1]}  # s3 (dev) and s4 (test)
+    assert sum(s["utterances"] for s in report["per_speaker"].values()) == report["utterances"]
+    assert all(set(s) >= {"cer", "wer", "bleu", "chrf", "minutes"} for s in report["per_speaker"].values())
+    item = report["items"][0]
+    assert set(item) >= {"id", "speaker", "reference", "hypothesis", "reference_translation", "translation"}
+    assert table(report) in captured.out
+    header, _, first, *speakers = table(report).splitlines()
+    assert header.split()[:3] == ["speaker", "utts", "min"] and first.split()[0] == "all" and len(speakers) == 2
+
+
+def test_default_report_path_and_transcribe_only(ws: Path, capsys: pytest.CaptureFixture) -> None:
+    manifest = ws / "data" / "test.jsonl"
+    assert main([str(ws / "run"), str(manifest), "--tasks", "transcribe", "--limit", "2", "--quiet"]) == 0
+    report = json.loads((ws / "run" / "eval" / "test.json").read_text(encoding="utf-8"))
+    assert report["tasks"] == ["transcribe"] and report["utterances"] == 2
+    assert set(report["metrics"]) == {"cer", "wer", "script_fidelity"}
+    assert "report: " in capsys.readouterr().out
+
+
+def test_missing_manifest_is_a_usage_error(ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main([str(ws / "run"), str(tmp_path / "nope.jsonl"), "--quiet"]) == 2
+    assert "nope.jsonl does not exist" in capsys.readouterr().err
