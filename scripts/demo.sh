@@ -18,6 +18,7 @@ RUN=${DEMO_RUN:-runs/telugu}
 OVERRIDES=${DEMO_OVERRIDES:-}              # extra dotted.key=value overrides for training
 LONG_SECONDS=${DEMO_LONG_SECONDS:-120}      # length of the held-out long recording
 EVAL_LIMIT=${DEMO_EVAL_LIMIT:-}             # evaluate only the first N test utterances (default: all)
+OTHER_HOURS=${DEMO_OTHER_HOURS:-0.2}        # hours per extra language (m_A's multilingual data)
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1  # nothing is downloaded
 
 START=$SECONDS
@@ -42,8 +43,12 @@ while read -r dir langs; do
     if [ -f "$dir/stats.json" ] && [ -f "$dir/test.jsonl" ]; then
         echo "$dir: already prepared ($dir/stats.json); skipped"
     else
+        # the main language's directory gets the default size (1 h); the others, there only to make m_A
+        # multilingual, OTHER_HOURS per language
+        size=""
+        case "$langs" in *" "*) size="--hours $OTHER_HOURS" ;; esac
         # shellcheck disable=SC2086
-        "$PY" data_prep/vaani.py --source synthetic --language $langs --out "$dir" --tts espeak < /dev/null
+        "$PY" data_prep/vaani.py --source synthetic --language $langs --out "$dir" --tts espeak $size < /dev/null
     fi
 done < "${TMPDIR:-/tmp}/speech_calm_demo_dirs.$$"
 TEST=$(head -n1 "${TMPDIR:-/tmp}/speech_calm_demo_dirs.$$" | cut -d' ' -f1)/test.jsonl

@@ -108,6 +108,19 @@ class BridgeMemory:
     key: torch.Tensor
     value: torch.Tensor
     mask: torch.Tensor
+    _encoder_masks: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+    def encoder_masks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(attn_mask (B, 1, 1, S), visible (B, 1, 1, 1)) for queries that may see every real position.
+
+        Computed once per memory and reused: decoding calls every bridge once per generated token, and these
+        small kernels (any, not, or) would otherwise run again each time. `cat`/`select` return new memories.
+        """
+        if self._encoder_masks is None:
+            memory_mask = self.mask[:, None, None, :]
+            visible = memory_mask.any(-1, keepdim=True)
+            self._encoder_masks = (memory_mask | ~visible, visible)
+        return self._encoder_masks
 
     def cat(self, other: BridgeMemory) -> BridgeMemory:
         """Append positions (aligned mode, one decoding step)."""
@@ -203,14 +216,16 @@ class Bridge(nn.Module):
         query_index: aligned mode only, (T,) the sequence positions of the T queries; query t then sees only
         m_A positions <= query_index[t]. None (encoder mode): every query sees all real m_A positions.
         """
-        memory_mask = memory.mask[:, None, None, :]  # (B, 1, 1, S)
-        if query_index is not None:
-            key_index = torch.arange(memory.mask.shape[1], device=hidden.device)
-            memory_mask = memory_mask & (key_index[None, :] <= query_index[:, None])[None, None]  # (B,1,T,S)
         # A query with no visible m_A position (padding, an item without audio) must get exactly 0, not the
         # NaN that softmax over nothing gives: let it attend anywhere, then zero its output.
-        visible = memory_mask.any(-1, keepdim=True)  # (B, 1, T|1, 1)
-        attn_mask = memory_mask | ~visible
+        if query_index is None:
+            attn_mask, visible = memory.encoder_masks()  # (B, 1, 1, S), (B, 1, 1, 1)
+        else:
+            key_index = torch.arange(memory.mask.shape[1], device=hidden.device)
+            causal = (key_index[None, :] <= query_index[:, None])[None, None]  # (1, 1, T, S)
+            memory_mask = memory.mask[:, None, None, :] & causal  # (B, 1, T, S)
+            visible = memory_mask.any(-1, keepdim=True)  # (B, 1, T, 1)
+            attn_mask = memory_mask | ~visible
         q = self._heads(self.q(self.norm_query(hidden)))  # (B, H, T, d)
         out = F.scaled_dot_product_attention(
             q, memory.key.to(q.dtype), memory.value.to(q.dtype), attn_mask=attn_mask,
@@ -227,7 +242,9 @@ class Bridge(nn.Module):
         if self.relative:
             # write in the anchor's own units: its residual stream grows with depth (Gemma 3 270M: RMS ~4 after
             # layer 0, ~1000 after layer 17), so a bridge of fixed scale would vanish in deep layers
-            out = out * hidden.float().pow(2).mean(-1, keepdim=True).sqrt().detach().to(out.dtype)
+            # (one fp32 reduction kernel instead of cast, square, mean and root: this runs at every token)
+            rms = torch.linalg.vector_norm(hidden.detach(), dim=-1, keepdim=True, dtype=torch.float32)
+            out = out * (rms * hidden.shape[-1] ** -0.5).to(out.dtype)
         return self.gate(out).to(hidden.dtype)
 
 
@@ -506,6 +523,7 @@ class Composition(FrozenTowersModule):
         cache: Any = None,
         use_cache: bool = False,
         logits_to_keep: int | torch.Tensor = 0,
+        output_hidden_states: bool = False,
     ) -> Any:
         """The anchor's forward with the bridges attached; returns the anchor's output (logits (B, T', V)).
 
@@ -516,6 +534,8 @@ class Composition(FrozenTowersModule):
         memory: from `encode`, reused across decoding steps (and extended in place by aligned towers).
         cache: the anchor's KV cache from the previous step (`output_cache(previous output)`).
         logits_to_keep: as in HF: an int keeps the last N positions (0 = all) — targets only, in training.
+        output_hidden_states: as in HF; training uses the last one to compute logits at target tokens only
+        (`data.target_loss`).
         """
         ref = input_ids if input_ids is not None else inputs_embeds
         if ref is None:
@@ -538,5 +558,6 @@ class Composition(FrozenTowersModule):
             return self.anchor(
                 input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                 position_ids=position_ids, use_cache=use_cache, logits_to_keep=logits_to_keep,
+                output_hidden_states=output_hidden_states,
                 **{self._cache_arg: cache},
             )

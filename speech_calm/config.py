@@ -108,6 +108,7 @@ class EncoderStageConfig:
     model: ConformerConfig = field(default_factory=ConformerConfig)  # our Conformer's size (source=conformer)
     speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]; empty = off
     sortagrad: bool = True  # first epoch from the shortest utterances up (CTC converges faster, DeepSpeech 2)
+    shared_labels: bool = True  # one CTC label per Brahmic letter across scripts (speech_calm.vocab, `fold`)
     eval_batch_size: int = 16  # dev items per CTC decoding batch
     train: TrainConfig = field(default_factory=TrainConfig)  # the stage's training loop
 

@@ -207,6 +207,35 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
+def output_head(anchor: torch.nn.Module) -> tuple[torch.nn.Module, float | None]:
+    """The anchor's output projection and its final logit soft-capping (Gemma 2), if any."""
+    head = anchor.get_output_embeddings()
+    if head is None:
+        raise ValueError(f"{type(anchor).__name__} has no output embeddings; a causal LM anchor is needed")
+    config = getattr(anchor, "config", None)
+    config = getattr(config, "get_text_config", lambda: config)()
+    return head, getattr(config, "final_logit_softcapping", None)
+
+
+def target_loss(hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Module,
+                softcap: float | None = None) -> torch.Tensor:
+    """Mean cross-entropy computed from the final (normed) hidden states at target tokens only.
+
+    hidden: (B, L, D), the anchor's last entry of `hidden_states`; labels: (B, K) for the last K positions as
+    `lm_batch` lays them out. Why not `logits_to_keep=K`: HF slices the last K positions of every row, a
+    strided (B, K, D) view that the head multiplies as a batched matmul, padding and all. Gathering the N
+    target positions first makes one contiguous (N, D) @ (D, V) product — with Gemma's 262k vocabulary the
+    head is most of a training step on a CPU, and this halves it or better.
+    """
+    k = labels.shape[1]
+    keep = labels != IGNORE_INDEX  # (B, K)
+    picked = hidden[:, hidden.shape[1] - k:][keep]  # (N, D), contiguous
+    logits = head(picked).float()  # (N, V)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return torch.nn.functional.cross_entropy(logits, labels[keep])
+
+
 def chunks(items: Sequence, size: int) -> Iterable[Sequence]:
     """Consecutive slices of at most `size` items."""
     for i in range(0, len(items), size):

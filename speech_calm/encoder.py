@@ -27,7 +27,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -504,16 +504,18 @@ class ConformerEncoder(AugmentingTower):
                           zero_infinity=True)
 
     @torch.no_grad()
-    def greedy_decode(self, audio: torch.Tensor, audio_lens: torch.Tensor | None = None) -> list[str]:
+    def greedy_decode(self, audio: torch.Tensor, audio_lens: torch.Tensor | None = None,
+                      scripts: Sequence[str] | None = None) -> list[str]:
         """Transcripts of audio (B, T), audio_lens (B,) by best-path CTC decoding (runs in eval mode and
-        restores the previous mode)."""
+        restores the previous mode). `scripts` (B,): the script each item is written in (shared vocabularies)."""
         was_training = self.training
         self.eval()
         try:
             logits, lens = self.ctc_logits(audio, audio_lens)
         finally:
             self.train(was_training)
-        return [self.vocab.decode(ids) for ids in ctc_greedy_decode(logits, lens)]
+        paths = ctc_greedy_decode(logits, lens)
+        return [self.vocab.decode(ids, scripts[i] if scripts else None) for i, ids in enumerate(paths)]
 
     # ----------------------------------------------------------------------------------- persistence
 

@@ -138,6 +138,7 @@ class PrefixComposition(FrozenTowersModule):
         cache: Any = None,
         use_cache: bool = False,
         logits_to_keep: int | torch.Tensor = 0,
+        output_hidden_states: bool = False,
     ) -> Any:
         """Like `Composition.forward`: the first call (no cache) reads [audio + prompt]; later calls read the new
         tokens while `attention_mask` (B, prompt + generated) is mapped onto the spliced rows."""
@@ -145,7 +146,8 @@ class PrefixComposition(FrozenTowersModule):
             attention_mask = torch.ones_like(input_ids)
         if memory is None:
             memory = self.encode(tower_inputs, tower_outputs)
-        kwargs: dict[str, Any] = {"use_cache": use_cache, "logits_to_keep": logits_to_keep, self._cache_arg: cache}
+        kwargs: dict[str, Any] = {"use_cache": use_cache, "logits_to_keep": logits_to_keep, self._cache_arg: cache,
+                                  "output_hidden_states": output_hidden_states}
         first = cache is None or cache.get_seq_length() == 0
         if memory is None:  # no audio: the anchor alone
             kwargs.update(input_ids=input_ids, attention_mask=attention_mask)

@@ -260,3 +260,21 @@ def test_aligned_mode_with_speech_tower_fails() -> None:
 def test_heads_must_divide_width() -> None:
     with pytest.raises(ConfigError, match="does not divide the anchor width 32"):
         Composition(tiny.anchor("llama"), {"s": tiny.speech_tower("conformer")}, BridgeConfig(every=1, num_heads=5))
+
+
+@pytest.mark.parametrize("anchor_kind", tiny.ANCHORS)
+def test_target_loss_equals_loss_over_kept_logits(anchor_kind: str) -> None:
+    """The training loss from gathered target positions is the loss over HF's `logits_to_keep` logits."""
+    from speech_calm.data import lm_batch, lm_loss, output_head, target_loss
+
+    model = Composition(tiny.anchor(anchor_kind), {"speech": tiny.speech_tower("conformer")}, SPEECH_EVERY)
+    open_gates(model)
+    audio, lens = tiny.audio_batch([16000, 9000, 12000])
+    inputs = {"speech": {"audio": audio, "audio_lens": lens}}
+    batch = lm_batch([[5, 6, 7], [8, 9], [10, 11, 12, 13]], [[20, 21, 22, 23], [24], [25, 26]], pad_id=0)
+    full = model(batch.input_ids, batch.attention_mask, tower_inputs=inputs, logits_to_keep=batch.logits_to_keep)
+    expected = lm_loss(full.logits, batch.labels)
+    out = model(batch.input_ids, batch.attention_mask, tower_inputs=inputs, logits_to_keep=1,
+                output_hidden_states=True)
+    got = target_loss(out.hidden_states[-1], batch.labels, *output_head(model.anchor))
+    torch.testing.assert_close(got, expected)

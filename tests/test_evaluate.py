@@ -75,3 +75,21 @@ def test_default_report_path_and_transcribe_only(ws: Path, capsys: pytest.Captur
 def test_missing_manifest_is_a_usage_error(ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main([str(ws / "run"), str(tmp_path / "nope.jsonl"), "--quiet"]) == 2
     assert "nope.jsonl does not exist" in capsys.readouterr().err
+
+
+def test_results_table_puts_every_system_side_by_side(ws: Path, capsys: pytest.CaptureFixture) -> None:
+    from benchmarks import speech_table
+
+    assert speech_table.main([str(ws / "run"), "--prefix", str(ws / "run"), "--limit", "3"]) == 0
+    report = json.loads((ws / "run" / "eval" / "table.json").read_text())
+    systems = [r["system"] for r in report["rows"]]
+    assert [s.split()[0] for s in systems] == ["m_A", "anchor", "prefix", "CALM"]
+    assert report["utterances"] == 3
+    ctc, anchor = report["rows"][0]["metrics"], report["rows"][1]["metrics"]
+    assert "cer" in ctc and "chrf" not in ctc  # m_A transcribes only
+    assert {"cer", "chrf"} <= set(anchor) and report["rows"][1]["trained_parameters"] == 0
+    assert report["rows"][3]["trained_parameters"] > 0
+    ppl = report["english_perplexity"]
+    assert ppl["anchor"] > 1 and ppl["composed_without_audio"] == pytest.approx(ppl["anchor"], rel=1e-5)
+    out = capsys.readouterr().out
+    assert "| CALM (cross-attention bridges) |" in out and "English perplexity" in out

@@ -354,3 +354,30 @@ def test_hf_hang_is_cut_short(monkeypatch) -> None:
     with pytest.raises(SourceUnavailable, match="did not answer") as info:
         vaani.check_hf_access(token=None, timeout=0.5)
     assert time.monotonic() - started < 5 and "HF_TOKEN" in str(info.value)
+
+
+def _padded_clip(i: int, lead: float, speech: float, tail: float, sr: int = 16000) -> bytes:
+    """Quiet room noise, then a tone burst (the 'speech'), then room noise again."""
+    rng = np.random.default_rng(i)
+    n = [int(s * sr) for s in (lead, speech, tail)]
+    x = 0.001 * rng.standard_normal(sum(n))
+    t = np.arange(n[1]) / sr
+    x[n[0]: n[0] + n[1]] += 0.3 * np.sin(2 * np.pi * 220 * t)
+    return encode_audio(x.astype(np.float32), sr)
+
+
+def test_edge_silence_is_trimmed_to_the_margin(tmp_path: Path) -> None:
+    rows = [_row(f"IISc_Vaani_Guntur_{i:03d}.wav", _padded_clip(i, 1.0, 1.5, 0.8), TELUGU[i % len(TELUGU)])
+            for i in range(3)]
+    _write(tmp_path / "m" / "Telugu" / "part-00000.parquet", rows)
+    stats = _run(tmp_path / "m", tmp_path / "out")
+    durations = [r["duration"] for rs in _manifests(tmp_path / "out").values() for r in rs]
+    # speech 1.5 s + 0.1 s margin on each side, to within the detector's 10 ms hops and 30 ms window
+    assert len(durations) == 3 and all(1.6 <= d <= 1.8 for d in durations), durations
+    assert stats["trim_silence"] == 0.1
+    # another margin is another result: the work log must not hand back the trimmed audio
+    stats = _run(tmp_path / "m", tmp_path / "out", trim_margin=None)
+    durations = [r["duration"] for rs in _manifests(tmp_path / "out").values() for r in rs]
+    assert durations == [3.3] * 3 and stats["run"]["reused"] == 0
+    with pytest.raises(ValueError, match="trim-silence"):
+        _run(tmp_path / "m", tmp_path / "bad", trim_margin=-1)

@@ -74,3 +74,22 @@ def test_load_rejects_reordered_tokens(tmp_path) -> None:
         CharVocab.from_dict(data)
     with pytest.raises(ValueError, match="format"):
         CharVocab.from_dict({"tokens": data["tokens"]})
+
+
+def test_shared_labels_fold_scripts_onto_one_set_and_decode_in_any_script(tmp_path) -> None:
+    telugu, kannada, tamil, hindi = "కమల", "ಕಮಲ", "கமல", "कमल"  # the same word, letter for letter
+    vocab = CharVocab.build([telugu, kannada, tamil, hindi + " " + telugu], shared=True, script="telugu")
+    assert len(vocab) == 2 + 4  # blank, unk, space and three letters: one label per letter across scripts
+    ids = vocab.encode(kannada)
+    assert ids == vocab.encode(telugu) == vocab.encode(tamil) == vocab.encode(hindi)
+    assert vocab.decode(ids) == telugu  # the vocabulary's own script by default
+    assert vocab.decode(ids, "kannada") == kannada and vocab.decode(ids, "devanagari") == hindi
+    word = "నమస్కారం"  # vowel signs, virama and anusvara fold too
+    assert CharVocab.build([word], shared=True).decode(CharVocab.build([word], shared=True).encode(word)) == word
+    vocab.save(tmp_path / "v.json")
+    again = CharVocab.load(tmp_path / "v.json")
+    assert again == vocab and again.shared and again.decode(ids) == telugu
+    separate = CharVocab.build([telugu, kannada])
+    assert not separate.shared and len(separate) == 2 + 1 + 6 and separate.encode(telugu) != separate.encode(kannada)
+    with pytest.raises(ValueError, match="unknown script"):
+        vocab.decode(ids, "latin")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from speech_calm.data import AudioStore, Utterance, bucket_batches, chunks, read
 from speech_calm.encoder import MODEL_TYPE, ConformerEncoder, ctc_greedy_decode
 from speech_calm.metrics import cer, wer
 from speech_calm.stages import Stage
+from speech_calm.text import language_script
 from speech_calm.towers import HFSpeechTower, resolve_dtype
 from speech_calm.vocab import BLANK_ID, CharVocab
 
@@ -53,9 +55,11 @@ class HFCTCEncoder(nn.Module):
                           blank=BLANK_ID, zero_infinity=True)
 
     @torch.no_grad()
-    def greedy_decode(self, audio: torch.Tensor, audio_lens: torch.Tensor) -> list[str]:
+    def greedy_decode(self, audio: torch.Tensor, audio_lens: torch.Tensor,
+                      scripts: Sequence[str] | None = None) -> list[str]:
         logits, lens = self.ctc_logits(audio, audio_lens)
-        return [self.vocab.decode(ids) for ids in ctc_greedy_decode(logits, lens)]
+        paths = ctc_greedy_decode(logits, lens)
+        return [self.vocab.decode(ids, scripts[i] if scripts else None) for i, ids in enumerate(paths)]
 
     def save_pretrained(self, directory: str | Path) -> None:
         """The HF model and feature extractor (a speech tower on their own), plus the CTC head and vocabulary."""
@@ -122,7 +126,8 @@ class EncoderStage(Stage):
         data = self.recipe.data
         self.train = read_split(data.dirs, "train", data.languages)
         self.dev = read_split(data.dirs, "dev", data.languages)
-        self.vocab = CharVocab.build(u.text for u in self.train)
+        self.vocab = CharVocab.build((u.text for u in self.train), shared=self.cfg.shared_labels,
+                                     script=language_script(data.languages[0]))
         if self.cfg.source == "conformer":
             self.encoder: nn.Module = ConformerEncoder(self.cfg.model, self.vocab)
         else:
@@ -174,7 +179,7 @@ class EncoderStage(Stage):
             audio, lens = audio.to(self.rt.device), lens.to(self.rt.device)
             targets, target_lens = self.vocab.encode_batch([u.text for u in group])
             losses.append(float(self.encoder.ctc_loss(audio, lens, targets, target_lens)))
-            hyps.extend(self.encoder.greedy_decode(audio, lens))
+            hyps.extend(self.encoder.greedy_decode(audio, lens, [language_script(u.language) for u in group]))
             refs.extend(u.text for u in group)
             langs.extend(u.language for u in group)
         out = {"loss": sum(losses) / len(losses), "cer": cer(refs, hyps), "wer": wer(refs, hyps)}

@@ -35,8 +35,10 @@ def data_dir(recipe: Any, run_dir: Path) -> Path:
 
 
 def kv_parts(recipe: Any, run_dir: Path) -> Parts:
-    """m_B (the anchor) and m_A as this run's stages left them."""
-    return Parts(TowerConfig(source=str(run_dir / "kv_m_b" / MODEL_DIR)), str(run_dir / "kv_m_a" / MODEL_DIR))
+    """m_B (the anchor) and m_A as this run's stages left them, in float32 on every device (they are tiny, and
+    were trained in float32: bf16 would change what they compute)."""
+    return Parts(TowerConfig(source=str(run_dir / "kv_m_b" / MODEL_DIR), dtype="float32"),
+                 str(run_dir / "kv_m_a" / MODEL_DIR))
 
 
 def score(tm: TextModel, rows: list[Row], batch_size: int, dataset: str) -> float:
