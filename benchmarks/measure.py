@@ -6,7 +6,9 @@ so each configuration runs in its own child process, forked from a parent that h
 libraries and built the shared (frozen) models: every child starts from the same resident set, and building
 Gemma 3 270M's random weights once instead of once per configuration saves ~15 s each. The parent must not
 have touched CUDA (a forked child cannot use a CUDA context it inherits), so on a GPU all device work happens
-in the children too.
+in the children too; and it must have run torch single-threaded (`torch.set_num_threads(1)`) if children are
+to use several threads: once OpenMP's thread pool exists in a parent, a forked child that uses OpenMP with
+more than one thread hangs (seen here with torch 2.11).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ def in_child(fn: Callable[..., Any], *args: Any) -> Any:
 
     def target() -> None:
         try:
+            # one thread unless `fn` asks for more: if this parent ever ran OpenMP with several threads, a
+            # child that does too hangs (see the module docstring); `fn` may raise it when the parent did not
+            torch.set_num_threads(1)
             send.send(("ok", fn(*args)))
         except BaseException:  # noqa: BLE001 - everything goes back to the parent, which raises it
             send.send(("error", traceback.format_exc()))

@@ -30,7 +30,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from speech_calm.config import BridgeConfig, ConfigError
-from speech_calm.towers import AugmentingTower, TowerOutput, anchor_spec, cache_argument, find_layers, output_cache
+from speech_calm.towers import (
+    AugmentingTower,
+    TowerOutput,
+    anchor_spec,
+    cache_argument,
+    find_layers,
+    input_norms,
+    output_cache,
+)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -155,6 +163,8 @@ class Bridge(nn.Module):
         num_heads: attention heads; D_B must divide by it.
         frame_stack: k consecutive m_A frames are concatenated before projection (shortens speech k times).
         relative: scale the update by the RMS of the anchor state it is added to (see `BridgeConfig.relative`).
+        anchor_norm: the anchor's own (frozen) norm for this state, applied before the query's LayerNorm (see
+            `BridgeConfig.anchor_norm`); borrowed, not owned: it is not among the bridge's parameters.
     """
 
     def __init__(
@@ -166,6 +176,7 @@ class Bridge(nn.Module):
         dropout: float = 0.0,
         norm_eps: float = 1e-6,
         relative: bool = True,
+        anchor_norm: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if anchor_dim % num_heads:
@@ -188,6 +199,8 @@ class Bridge(nn.Module):
         self.v = nn.Linear(anchor_dim, anchor_dim, bias=False)
         self.o = nn.Linear(anchor_dim, anchor_dim, bias=False)
         self.gate = TanhGate()
+        # a tuple, not a submodule: the anchor's norm keeps its one name and stays out of the bridge's state
+        self._anchor_norm = (anchor_norm,) if anchor_norm is not None else ()
         # set by Composition.record_attention: receives the attention probabilities of each call
         self.record: Callable[[torch.Tensor], None] | None = None
 
@@ -226,7 +239,8 @@ class Bridge(nn.Module):
             memory_mask = memory.mask[:, None, None, :] & causal  # (B, 1, T, S)
             visible = memory_mask.any(-1, keepdim=True)  # (B, 1, T, 1)
             attn_mask = memory_mask | ~visible
-        q = self._heads(self.q(self.norm_query(hidden)))  # (B, H, T, d)
+        query = self._anchor_norm[0](hidden) if self._anchor_norm else hidden
+        q = self._heads(self.q(self.norm_query(query)))  # (B, H, T, d)
         out = F.scaled_dot_product_attention(
             q, memory.key.to(q.dtype), memory.value.to(q.dtype), attn_mask=attn_mask,
             dropout_p=self.dropout if self.training else 0.0,
@@ -368,6 +382,7 @@ class Composition(FrozenTowersModule):
         spec = anchor_spec(anchor)
         # a tuple, not a submodule: the anchor's layers keep their one name (anchor.model.layers...)
         self.anchor_layers = tuple(find_layers(anchor, spec.num_layers, spec.hidden_size))
+        norms = input_norms(anchor, self.anchor_layers)
         self.configs: dict[str, BridgeConfig] = {
             name: bridges if isinstance(bridges, BridgeConfig) else bridges[name] for name in towers
         }
@@ -384,8 +399,8 @@ class Composition(FrozenTowersModule):
             heads = cfg.num_heads or spec.num_heads
             self.bridges[name] = nn.ModuleList(
                 Bridge(tower.hidden_size, spec.hidden_size, heads, cfg.frame_stack, cfg.dropout, cfg.norm_eps,
-                       cfg.relative)
-                for _ in pairs
+                       cfg.relative, norms[j] if cfg.anchor_norm else None)
+                for _, j in pairs
             )
         self.freeze_towers()
         self._context: _Context | None = None

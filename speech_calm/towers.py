@@ -18,6 +18,7 @@ import importlib
 import inspect
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,24 @@ def find_layers(model: nn.Module, num_layers: int, hidden_size: int) -> nn.Modul
         )
     # nested stacks (e.g. a whole encoder-decoder) leave several; the shortest path is the main stack
     return min(candidates, key=lambda c: c[0].count("."))[1]
+
+
+def _is_norm(module: nn.Module) -> bool:
+    return isinstance(module, (nn.LayerNorm, nn.RMSNorm)) or type(module).__name__.endswith(("RMSNorm", "LayerNorm"))
+
+
+def input_norms(model: nn.Module, layers: Sequence[nn.Module]) -> list[nn.Module | None]:
+    """For each layer j, the norm through which the anchor itself reads layer j's output: layer j+1's input
+    norm (its first norm child: `input_layernorm`, GPT-2's `ln_1`, ...), and for the last layer the final norm
+    (the last norm module outside the stack). None where none is found.
+    """
+    out: list[nn.Module | None] = []
+    for layer in layers[1:]:
+        out.append(next((m for m in layer.children() if _is_norm(m)), None))
+    inside = {id(m) for layer in layers for m in layer.modules()}
+    finals = [m for m in model.modules() if _is_norm(m) and id(m) not in inside]
+    out.append(finals[-1] if finals else None)
+    return out
 
 
 def cache_argument(model: nn.Module) -> str:

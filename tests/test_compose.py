@@ -278,3 +278,20 @@ def test_target_loss_equals_loss_over_kept_logits(anchor_kind: str) -> None:
                 output_hidden_states=True)
     got = target_loss(out.hidden_states[-1], batch.labels, *output_head(model.anchor))
     torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("anchor_kind", tiny.ANCHORS)
+def test_queries_read_through_the_anchors_own_norms(anchor_kind: str) -> None:
+    """Each bridge borrows the norm through which the anchor reads its layer: the next layer's input norm, or
+    the final norm after the last layer. Borrowed, not owned: no norm weights among the bridge weights."""
+    anchor = tiny.anchor(anchor_kind)
+    model = Composition(anchor, {"speech": tiny.speech_tower("conformer")}, BridgeConfig(pairs=[(0, 0), (1, 1)]))
+    base = anchor.transformer if anchor_kind == "gpt2" else anchor.model
+    layers = base.h if anchor_kind == "gpt2" else base.layers
+    expected = [layers[1].ln_1 if anchor_kind == "gpt2" else layers[1].input_layernorm,
+                base.ln_f if anchor_kind == "gpt2" else base.norm]
+    assert [b._anchor_norm[0] for b in model.bridges["speech"]] == expected
+    plain = Composition(tiny.anchor(anchor_kind), {"speech": tiny.speech_tower("conformer")},
+                        BridgeConfig(pairs=[(0, 0), (1, 1)], anchor_norm=False))
+    assert model.bridge_state_dict().keys() == plain.bridge_state_dict().keys()
+    assert all(b._anchor_norm == () for b in plain.bridges["speech"])

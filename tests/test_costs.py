@@ -13,7 +13,11 @@ from benchmarks.measure import PeakMemory, in_child
 def test_quick_run_prints_every_table() -> None:
     setup = dataclasses.replace(costs.Setup.quick(), scale_audio_s=(1.0,), scale_bridges=(2,), decode_prompts=(4,))
     lines: list[str] = []
-    costs.run(setup, torch.device("cpu"), threads=1, log=lines.append)
+    threads = torch.get_num_threads()
+    try:
+        costs.run(setup, torch.device("cpu"), threads=1, log=lines.append)
+    finally:
+        torch.set_num_threads(threads)  # run() makes this process single-threaded (see benchmarks/measure.py)
     text = "\n".join(lines)
     for heading in ("## Training", "## Decoding", "## Scaling", "## Targets"):
         assert heading in text
