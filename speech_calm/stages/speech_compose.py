@@ -82,7 +82,8 @@ class ComposeStage(Stage):
         if self.rt.is_main:
             n_train = sum(p.numel() for _, p in model.trainable_parameters())
             n_anchor = sum(p.numel() for p in anchor.parameters())
-            print(f"[compose] {cfg.bridge.type} bridges: {n_train / 1e6:.2f} M trainable parameters "
+            what = "prefix projector" if cfg.bridge.type == "prefix" else "cross-attention bridges"
+            print(f"[compose] {what}: {n_train / 1e6:.2f} M trainable parameters "
                   f"({100 * n_train / n_anchor:.2f}% of the anchor's {n_anchor / 1e6:.0f} M); "
                   f"{len(self.items)} training rows from {len(self.train)} utterances", flush=True)
 
