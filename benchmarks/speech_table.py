@@ -101,7 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="only the first N utterances")
     p.add_argument("--batch-size", type=int, default=8, help="utterances decoded together (default 8)")
     args = p.parse_args(argv)
-    torch.set_grad_enabled(False)
+    with torch.no_grad():  # a block, not set_grad_enabled: main() also runs inside other programs (tests)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
 
     calm = load(args.run_dir, device="cpu")
     manifest = args.manifest or str(Path(calm.recipe.data.dirs[0]) / "test.jsonl")

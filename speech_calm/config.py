@@ -50,9 +50,9 @@ class BridgeConfig:
     dropout: float = 0.0  # attention-probability and output dropout inside bridges
     norm_eps: float = 1e-6  # epsilon of the query and memory norms
     relative: bool = True  # scale each update by the RMS of the anchor state it is added to (deep layers)
-    # queries read the anchor state through the anchor's own norm for the next layer: Gemma's residual stream is
-    # dominated by a few massive dimensions, and after a plain LayerNorm all positions look alike (cosine ~0.9)
-    anchor_norm: bool = True
+    # (Gemma's residual stream is dominated by a few massive dimensions: after a plain LayerNorm alone, all
+    # positions look alike, cosine ~0.9)
+    anchor_norm: bool = True  # queries read the anchor state through the anchor's own norm for the next layer
 
 
 @dataclass

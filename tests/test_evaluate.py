@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from speech_calm.audio import torch_threads
 from speech_calm.evaluate import main, scores, table
@@ -81,6 +82,7 @@ def test_results_table_puts_every_system_side_by_side(ws: Path, capsys: pytest.C
     from benchmarks import speech_table
 
     assert speech_table.main([str(ws / "run"), "--prefix", str(ws / "run"), "--limit", "3"]) == 0
+    assert torch.is_grad_enabled()  # no global switch left behind for the code that runs next
     report = json.loads((ws / "run" / "eval" / "table.json").read_text())
     systems = [r["system"] for r in report["rows"]]
     assert [s.split()[0] for s in systems] == ["m_A", "anchor", "prefix", "CALM"]
