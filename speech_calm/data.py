@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -38,32 +39,48 @@ class Utterance:
     speaker: str = ""
 
 
-def read_manifest(path: str | Path, languages: Sequence[str] | None = None) -> list[Utterance]:
-    """Utterances of one JSONL manifest (optionally only `languages`); audio paths resolved next to it."""
+T = TypeVar("T")
+
+
+def read_jsonl(path: str | Path, parse: Callable[[dict], T], what: str, missing: str,
+               limit: int | None = None) -> list[T]:
+    """`parse(row)` of every non-empty line of a JSONL file, at most `limit` of them (None = all; `parse` may
+    return None to skip a row). A missing file raises FileNotFoundError with `missing` (how to make it); a
+    malformed line raises ValueError naming `path:line` and `what` the line should have been."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"manifest {path} does not exist; prepare data first, e.g. "
-            f"python data_prep/vaani.py --source synthetic --out {path.parent}"
-        )
-    wanted = {lang.lower() for lang in languages} if languages else None
-    out = []
+        raise FileNotFoundError(f"{path} does not exist; {missing}")
+    out: list[T] = []
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
+            if limit is not None and len(out) >= limit:
+                break
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-                utt = Utterance(
-                    id=row["id"], audio=str((path.parent / row["audio"]).resolve()), duration=float(row["duration"]),
-                    text=row["text"], language=row.get("language", ""), translation=row.get("translation"),
-                    speaker=row.get("speaker", ""),
-                )
+                item = parse(json.loads(line))
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"{path}:{n}: not a valid manifest line ({e})") from e
-            if wanted is None or utt.language.lower() in wanted:
-                out.append(utt)
+                raise ValueError(f"{path}:{n}: not {what} ({e})") from e
+            if item is not None:
+                out.append(item)
     return out
+
+
+def read_manifest(path: str | Path, languages: Sequence[str] | None = None) -> list[Utterance]:
+    """Utterances of one JSONL manifest (optionally only `languages`); audio paths resolved next to it."""
+    path = Path(path)
+    wanted = {lang.lower() for lang in languages} if languages else None
+
+    def parse(row: dict) -> Utterance | None:
+        utt = Utterance(
+            id=row["id"], audio=str((path.parent / row["audio"]).resolve()), duration=float(row["duration"]),
+            text=row["text"], language=row.get("language", ""), translation=row.get("translation"),
+            speaker=row.get("speaker", ""),
+        )
+        return utt if wanted is None or utt.language.lower() in wanted else None
+
+    return read_jsonl(path, parse, "a valid manifest line",
+                      f"prepare data first, e.g. python data_prep/vaani.py --source synthetic --out {path.parent}")
 
 
 def read_split(dirs: Sequence[str | Path], split: str, languages: Sequence[str] | None = None) -> list[Utterance]:

@@ -18,11 +18,11 @@ after the last '=' it writes (KV-Substitution: what it writes before any '=').
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from speech_calm.data import read_jsonl
 from speech_calm.text_model import Row
 
 DATASETS = {"substitution": "KV-Substitution", "arithmetic": "Numeric-Arithmetic", "kv_arithmetic": "KV-Arithmetic"}
@@ -44,26 +44,15 @@ def read_rows(data_dir: str | Path, dataset: str, split: str, limit: int | None 
         raise ValueError(f"answer must be result or values_then_result, got {answer!r}")
     if dataset not in DATASETS:
         raise ValueError(f"unknown KV dataset {dataset!r}; one of {', '.join(DATASETS)}")
-    path = Path(data_dir) / dataset / f"{split}.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; make the data with python data_prep/kv_arithmetic.py "
-                                f"--out {data_dir} (or run the recipe's kv_data stage)")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                target = item["tgt"]
-                if answer == "values_then_result" and dataset == "kv_arithmetic":
-                    target = item["values"] + "=" + target
-                rows.append(Row(item["src"] + "=", target))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{n}: not a KV row ({e})") from e
-            if limit is not None and len(rows) >= limit:
-                break
-    return rows
+    def parse(item: dict) -> Row:
+        target = item["tgt"]
+        if answer == "values_then_result" and dataset == "kv_arithmetic":
+            target = item["values"] + "=" + target
+        return Row(item["src"] + "=", target)
+
+    return read_jsonl(Path(data_dir) / dataset / f"{split}.jsonl", parse, "a KV row",
+                      f"make the data with python data_prep/kv_arithmetic.py --out {data_dir} (or run the recipe's "
+                      f"kv_data stage)", limit)
 
 
 def final_answer(dataset: str, text: str) -> str:

@@ -18,13 +18,13 @@ bit for bit; LoRA and fine-tuning change what the anchor computes on everything.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from speech_calm.data import read_jsonl
 from speech_calm.text_model import Row, TextModel
 
 Pair = tuple[str, str]
@@ -47,31 +47,15 @@ Everyone agreed that next year's harvest would be a good one.
 
 def read_pairs(data_dir: str | Path, split: str, limit: int | None = None) -> list[Pair]:
     """(Telugu, English) pairs of `data_dir/split.jsonl` (made by data_prep/translation.py)."""
-    path = Path(data_dir) / f"{split}.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; prepare the text data first, e.g. "
-                                f"python data_prep/translation.py --source synthetic --out {data_dir}")
-    pairs = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                    pairs.append((row["src"], row["tgt"]))
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise ValueError(f"{path}:{n}: not a pair ({e})") from e
-            if limit is not None and len(pairs) >= limit:
-                break
-    return pairs
+    return read_jsonl(Path(data_dir) / f"{split}.jsonl", lambda row: (row["src"], row["tgt"]), "a pair",
+                      f"prepare the text data first, e.g. python data_prep/translation.py --source synthetic "
+                      f"--out {data_dir}", limit)
 
 
 def read_mono(data_dir: str | Path, limit: int | None = None) -> list[str]:
     """Telugu monolingual lines of `data_dir/mono.jsonl`."""
-    path = Path(data_dir) / "mono.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; prepare the text data with data_prep/translation.py")
-    lines = [json.loads(x)["text"] for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    return lines[:limit] if limit is not None else lines
+    return read_jsonl(Path(data_dir) / "mono.jsonl", lambda row: row["text"], "a text line",
+                      "prepare the text data with data_prep/translation.py", limit)
 
 
 def prompt(instruction: str, shots: Sequence[Pair], src: str) -> str:
