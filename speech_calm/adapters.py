@@ -76,6 +76,7 @@ class AnchorModel(nn.Module):
         logits_to_keep: int | torch.Tensor = 0,
         tower_inputs: Any = None,
         tower_outputs: Any = None,
+        output_hidden_states: bool = False,
     ) -> Any:
         """Like `Composition.forward`: input_ids (B, T) new tokens, attention_mask (B, past + T) (left padding
         allowed) → the LM's output with logits (B, T', V)."""
@@ -87,7 +88,7 @@ class AnchorModel(nn.Module):
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -t:]  # left padding starts at 0
         return self.anchor(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache,
-            logits_to_keep=logits_to_keep, **{self._cache_arg: cache},
+            logits_to_keep=logits_to_keep, output_hidden_states=output_hidden_states, **{self._cache_arg: cache},
         )
 
 

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -251,6 +251,17 @@ def target_loss(hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Modul
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
     return torch.nn.functional.cross_entropy(logits, labels[keep])
+
+
+def batch_loss(module: torch.nn.Module, batch: LMBatch, head: tuple[torch.nn.Module, float | None],
+               **inputs: Any) -> torch.Tensor:
+    """`target_loss` of one forward of `module` (an anchor wrapper, composition, or their DDP wrapper) on `batch`;
+    `head` from `output_head`, `inputs` the module's other forward arguments (tower inputs or outputs)."""
+    # The anchor's own head runs on the last position only; as an index tensor (not the int 1) that position is
+    # gathered contiguously and costs a plain matmul.
+    last = torch.tensor([-1], device=batch.input_ids.device)
+    out = module(batch.input_ids, batch.attention_mask, logits_to_keep=last, output_hidden_states=True, **inputs)
+    return target_loss(out.hidden_states[-1], batch.labels, *head)
 
 
 def chunks(items: Sequence, size: int) -> Iterable[Sequence]:

@@ -22,7 +22,7 @@ from speech_calm.checkpoint import load_bridges
 from speech_calm.compose import Bridge, Composition, select_connections
 from speech_calm.config import ComposeStageConfig, ConfigError, DecodeConfig
 from speech_calm.ctc_compress import CTCCompressedTower
-from speech_calm.data import lm_batch, output_head, target_loss
+from speech_calm.data import batch_loss, lm_batch, output_head
 from speech_calm.decoding import DecodingOptions, generate
 from speech_calm.prefix import PrefixComposition, Projector
 from speech_calm.towers import AugmentingTower, TowerOutput, anchor_spec, load_anchor, load_speech_tower
@@ -112,12 +112,7 @@ class SpeechModel:
         computed only at target positions."""
         batch = lm_batch([self.prompt_ids(t) for t in tasks], [self.target_ids(x) for x in targets],
                          self.pad_id).to(self.device)
-        # The loss computes target logits itself, so the anchor's own head runs on the last position only; as an
-        # index tensor (not the int 1) that position is gathered contiguously and costs a plain matmul.
-        last = torch.tensor([-1], device=self.device)
-        out = module(batch.input_ids, batch.attention_mask, tower_outputs=tower_outputs, tower_inputs=tower_inputs,
-                     logits_to_keep=last, output_hidden_states=True)
-        return target_loss(out.hidden_states[-1], batch.labels, *self._head)
+        return batch_loss(module, batch, self._head, tower_outputs=tower_outputs, tower_inputs=tower_inputs)
 
     # ---------------------------------------------------------------------------------------- generation
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from speech_calm.compose import Composition
-from speech_calm.data import IGNORE_INDEX, LMBatch, chunks, lm_batch, lm_loss
+from speech_calm.data import IGNORE_INDEX, LMBatch, batch_loss, chunks, lm_batch, output_head
 from speech_calm.decoding import DecodingOptions, generate
 
 TOWER = "m_a"  # the text tower's name inside a composition
@@ -136,9 +136,7 @@ class TextModel:
         """Mean cross-entropy over target tokens (every token with `loss_on_prompt`); `module` is the model or
         its DDP wrapper. Logits are computed for the target positions only (262k-token vocabularies)."""
         batch = self.batch(rows, loss_on_prompt)
-        out = module(batch.input_ids, batch.attention_mask, tower_inputs=self.tower_inputs(rows),
-                     logits_to_keep=batch.logits_to_keep)
-        return lm_loss(out.logits, batch.labels)
+        return batch_loss(module, batch, output_head(self.model.anchor), tower_inputs=self.tower_inputs(rows))
 
     @torch.no_grad()
     def nll(self, texts: Sequence[str], batch_size: int = 8) -> tuple[float, int]:
