@@ -11,31 +11,16 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
 
 from speech_calm.config import BridgeConfig
-from speech_calm.stages import Stage
-from speech_calm.stages.causal_lm import row_batches
-from speech_calm.text_model import Row, TextModel
+from speech_calm.stages.causal_lm import RowStage
 from speech_calm.variants import Method, Parts, build_variant, export_variant
 
 
-class AdaptStage(Stage):
+class AdaptStage(RowStage):
     """Train one variant of the anchor on `train_rows()`; subclasses set `method` and the hooks below."""
 
     method: Method
-
-    def __init__(self, recipe: Any, runtime: Any, run_dir: Path) -> None:
-        super().__init__(recipe, runtime, run_dir)
-        self.train_config = self.section.train
-
-    @property
-    @abstractmethod
-    def section(self) -> Any:
-        """The stage's config (TextComposeConfig, LoraStageConfig or FinetuneStageConfig)."""
 
     @abstractmethod
     def bridge(self) -> BridgeConfig:
@@ -44,14 +29,6 @@ class AdaptStage(Stage):
     @abstractmethod
     def parts(self) -> Parts:
         """Where the anchor and m_A come from."""
-
-    @abstractmethod
-    def train_rows(self) -> list[Row]:
-        """The training rows."""
-
-    @abstractmethod
-    def dev_metrics(self, tm: TextModel) -> dict[str, float]:
-        """Metrics on held-out rows (in eval mode, without autograd)."""
 
     def setup(self) -> None:
         self.tm, self.info = build_variant(self.method, self.parts(), self.section, self.bridge(), self.rt.device)
@@ -62,18 +39,6 @@ class AdaptStage(Stage):
             extra = f", LoRA rank {self.info['rank']}" if "rank" in self.info else ""
             print(f"[{self.name}] {self.method}: {n / 1e6:.3f} M trainable parameters ({100 * n / total:.2f}% of the "
                   f"anchor's {total / 1e6:.1f} M){extra}; {len(self.rows)} training rows", flush=True)
-
-    def trainable(self) -> list[tuple[str, nn.Parameter]]:
-        return list(self.module.trainable_parameters())
-
-    def batches(self, epoch: int) -> list[Any]:
-        return row_batches(self.rows, self.train_config.batch_size, self.recipe.seed, epoch)
-
-    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
-        return self.tm.loss(model, [self.rows[i] for i in batch])
-
-    def evaluate(self) -> dict[str, float]:
-        return self.dev_metrics(self.tm)
 
     def export(self, stage_dir: Path) -> None:
         export_variant(self.method, self.tm, stage_dir, self.info)

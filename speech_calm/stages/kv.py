@@ -67,6 +67,7 @@ class KVDataStage(ComputeStage):
 
 
 class _KVModelStage(CausalLMStage):
+    config_group = "kv"
     dataset: str
 
     def make_tokenizer(self) -> Any:
@@ -85,10 +86,7 @@ class KVModelAStage(_KVModelStage):
 
     name = "kv_m_a"
     dataset = "substitution"
-
-    @property
-    def section(self) -> Any:
-        return self.recipe.kv.m_a
+    config_key = "m_a"
 
 
 class KVModelBStage(_KVModelStage):
@@ -96,13 +94,12 @@ class KVModelBStage(_KVModelStage):
 
     name = "kv_m_b"
     dataset = "arithmetic"
-
-    @property
-    def section(self) -> Any:
-        return self.recipe.kv.m_b
+    config_key = "m_b"
 
 
 class _KVAdaptStage(AdaptStage):
+    config_group = "kv"
+
     def bridge(self) -> BridgeConfig:
         return self.recipe.kv.compose.bridge
 
@@ -125,10 +122,7 @@ class KVComposeStage(_KVAdaptStage):
 
     name = "kv_compose"
     method = "calm"
-
-    @property
-    def section(self) -> Any:
-        return self.recipe.kv.compose
+    config_key = "compose"
 
 
 class KVLoraStage(_KVAdaptStage):
@@ -136,10 +130,7 @@ class KVLoraStage(_KVAdaptStage):
 
     name = "kv_lora"
     method = "lora"
-
-    @property
-    def section(self) -> Any:
-        return self.recipe.kv.lora
+    config_key = "lora"
 
 
 class KVFinetuneStage(_KVAdaptStage):
@@ -147,10 +138,7 @@ class KVFinetuneStage(_KVAdaptStage):
 
     name = "kv_finetune"
     method = "finetune"
-
-    @property
-    def section(self) -> Any:
-        return self.recipe.kv.finetune
+    config_key = "finetune"
 
 
 class KVEvalStage(ComputeStage):

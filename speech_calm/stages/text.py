@@ -60,10 +60,8 @@ class TextLMStage(CausalLMStage):
     """text_lm: m_A learns Telugu text."""
 
     name = "text_lm"
-
-    @property
-    def section(self) -> Any:
-        return self.recipe.text.lm
+    config_group = "text"
+    config_key = "lm"
 
     def make_tokenizer(self) -> Any:
         t = self.recipe.text
@@ -88,6 +86,8 @@ class TextLMStage(CausalLMStage):
 
 
 class _TextAdaptStage(AdaptStage):
+    config_group = "text"
+
     def bridge(self) -> BridgeConfig:
         return self.recipe.text.compose.bridge
 
@@ -112,10 +112,7 @@ class TextComposeStage(_TextAdaptStage):
 
     name = "text_compose"
     method = "calm"
-
-    @property
-    def section(self) -> Any:
-        return self.recipe.text.compose
+    config_key = "compose"
 
 
 class TextLoraStage(_TextAdaptStage):
@@ -123,10 +120,7 @@ class TextLoraStage(_TextAdaptStage):
 
     name = "text_lora"
     method = "lora"
-
-    @property
-    def section(self) -> Any:
-        return self.recipe.text.lora
+    config_key = "lora"
 
 
 class TextFinetuneStage(_TextAdaptStage):
@@ -134,10 +128,7 @@ class TextFinetuneStage(_TextAdaptStage):
 
     name = "text_finetune"
     method = "finetune"
-
-    @property
-    def section(self) -> Any:
-        return self.recipe.text.finetune
+    config_key = "finetune"
 
 
 class TextEvalStage(ComputeStage):
