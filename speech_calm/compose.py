@@ -4,11 +4,12 @@ Paper §3.1 (Bansal et al., ICLR 2024), with what encoder-style composition need
 
     for each connection (i in L_A, j in L_B):
         m     = proj(stack_k(norm(h_A[i])))                  # (B, S/k, D_B)  m_A states in the anchor's width
-        h_B  += tanh(g) * rms(h_B[j]) * xattn(q=norm(h_B[j]), kv=m, mask)  # after anchor layer j, feeds j+1
+        h_B  += tanh(g) * rms(h_B[j]) * xattn(q=norm(n_j(h_B[j])), kv=m, mask)  # after anchor layer j, feeds j+1
 
 The gate g starts at 0, so at step 0 the composed model computes exactly what the anchor computes. The update
 is written in units of the anchor's residual stream (rms(h_B[j]), not differentiated), whose scale grows by
-orders of magnitude with depth in modern LMs. Bridges
+orders of magnitude with depth in modern LMs; n_j is the anchor's own norm for layer j's output (the next
+layer's input norm), which tames the few massive dimensions that dominate that stream. Bridges
 attach to the anchor through forward hooks on its decoder layers: the anchor's modules, parameters and
 `state_dict` keys are untouched, and with no m_A input the hooks do nothing (the anchor, bit for bit).
 

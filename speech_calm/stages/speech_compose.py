@@ -19,11 +19,11 @@ from speech_calm.checkpoint import save_bridges
 from speech_calm.compose import Composition
 from speech_calm.data import AudioStore, Utterance, bucket_batches, chunks, read_split
 from speech_calm.metrics import transcript_scores, translation_scores
-from speech_calm.speech import TOWER, SpeechModel, build_composition, compressed
+from speech_calm.speech import TOWER, load_speech_model
 from speech_calm.stages import Stage
 from speech_calm.stages.ctc_encoder import dev_subset
 from speech_calm.text import language_script
-from speech_calm.towers import TowerOutput, load_anchor, load_speech_tower
+from speech_calm.towers import TowerOutput
 
 
 def tower_source(recipe: Any, run_dir: Path) -> str:
@@ -64,12 +64,8 @@ class ComposeStage(Stage):
 
     def setup(self) -> None:
         cfg, dev = self.cfg, self.rt.device
-        anchor, tokenizer = load_anchor(cfg.anchor.source, dev, cfg.anchor.dtype, cfg.anchor.trust_remote_code)
-        tower = load_speech_tower(tower_source(self.recipe, self.run_dir), dev, cfg.tower.dtype,
-                                  cfg.tower.trust_remote_code)
-        model = build_composition(anchor, compressed(tower, cfg), cfg).to(dev)
-        self.speech = SpeechModel(model, tokenizer, cfg)
-        self.module = model
+        self.speech = load_speech_model(cfg, tower_source(self.recipe, self.run_dir), dev)
+        self.module = model = self.speech.model
         lang = [cfg.language]
         self.train = read_split(self.recipe.data.dirs, "train", lang)
         self.items = [(i, task) for i, u in enumerate(self.train) for task in cfg.tasks if _target(u, task)]
@@ -81,7 +77,7 @@ class ComposeStage(Stage):
             self.states = self._tower_states(self.train)
         if self.rt.is_main:
             n_train = sum(p.numel() for _, p in model.trainable_parameters())
-            n_anchor = sum(p.numel() for p in anchor.parameters())
+            n_anchor = sum(p.numel() for p in model.anchor.parameters())
             what = "prefix projector" if cfg.bridge.type == "prefix" else "cross-attention bridges"
             print(f"[compose] {what}: {n_train / 1e6:.2f} M trainable parameters "
                   f"({100 * n_train / n_anchor:.2f}% of the anchor's {n_anchor / 1e6:.0f} M); "
