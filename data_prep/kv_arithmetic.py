@@ -12,7 +12,10 @@ in minutes):
 * KV-Substitution (m_A's training data): ``dgx+bqe-pa`` → ``710+241-300`` (keys replaced by their values:
   here 17, 142 and 3, written as below). Expressions of one key (``dgx`` → ``710``) are included: they are
   the key-value mapping itself.
-* Numeric-Arithmetic (m_B's training data): ``710+241-300`` → ``651`` (17 + 142 - 3 = 156).
+* Numeric-Arithmetic (m_B's training data): ``710+241-300`` → ``651`` (17 + 142 - 3 = 156). A share of the
+  rows (``--arithmetic-prefix``, default half) stand behind a prefix of random letters, ``xq+ab-kfw=710+241-300``
+  → ``651``: the layout of KV-Arithmetic when its target writes the values out (``speech_calm.kv``), so that m_B's
+  arithmetic does not depend on where the numbers start. The letters are not keys and say nothing of the result.
 * KV-Arithmetic (the composition's data): ``dgx+bqe-pa`` → ``651``; composition trains on expressions over
   ``--compose-fraction`` of the keys only (the paper: 20%); the test set uses only the other keys, so the
   composed model must read values it never saw during composition from m_A.
@@ -58,7 +61,7 @@ __all__ = ["KVSettings", "make_keys", "expression", "evaluate", "number", "subst
            "DATASETS"]
 
 DATASETS = ("substitution", "arithmetic", "kv_arithmetic")
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class KVSettings:
     substitution_train: int = 60000  # rows of m_A's training data
     arithmetic_train: int = 60000  # rows of m_B's training data
     kv_arithmetic_train: int = 20000  # rows of the composition's training data
+    arithmetic_prefix: float = 0.5  # share of Numeric-Arithmetic rows behind a prefix of letters ('xq+ab=')
     test_rows: int = 500  # rows of each test set (the composition's dev set has a fifth as many)
     seed: int = 0  # everything is a function of the settings and this seed
 
@@ -96,6 +100,8 @@ class KVSettings:
                 raise ValueError(f"{name} must be 1 <= fewest <= most, got {(a, b)}")
         if not self.operators or set(self.operators) - set("+-*"):
             raise ValueError(f"operators must be some of '+-*', got {self.operators!r}")
+        if not 0 <= self.arithmetic_prefix <= 1:
+            raise ValueError(f"arithmetic_prefix must be in [0, 1], got {self.arithmetic_prefix}")
         if not 0 < self.compose_fraction < 1:
             raise ValueError(f"compose_fraction must be in (0, 1), got {self.compose_fraction}")
         if round(self.num_keys * self.compose_fraction) < 2:
@@ -243,11 +249,16 @@ def build(settings: KVSettings) -> dict[str, list[dict]]:
             return {"src": e, "tgt": substitute(e, kv, ops, le, w)}
         return make
 
+    def letters(r: random.Random) -> str:
+        return "".join(r.choice(settings.alphabet) for _ in range(r.randint(*settings.key_length)))
+
     def arith(r: random.Random) -> dict[str, str]:
         e = draw(r, numbers, settings.operands, None)
         terms, signs = split_terms(e, ops)
-        return {"src": join_terms([number(int(t), le, w) for t in terms], signs),
-                "tgt": number(value(e, None, ops), le, w)}
+        src = join_terms([number(int(t), le, w) for t in terms], signs)
+        if r.random() < settings.arithmetic_prefix:  # random letters, not keys: they say nothing of the numbers
+            src = join_terms([letters(r) for _ in terms], [r.choice(ops) for _ in signs]) + "=" + src
+        return {"src": src, "tgt": number(value(e, None, ops), le, w)}
 
     def kv_arith(pool: list[str]) -> Callable[[random.Random], dict[str, str]]:
         def make(r: random.Random) -> dict[str, str]:
@@ -328,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--substitution-train", type=int, default=d.substitution_train)
     p.add_argument("--arithmetic-train", type=int, default=d.arithmetic_train)
     p.add_argument("--kv-arithmetic-train", type=int, default=d.kv_arithmetic_train)
+    p.add_argument("--arithmetic-prefix", type=float, default=d.arithmetic_prefix,
+                   help="share of Numeric-Arithmetic rows behind a prefix of random letters")
     p.add_argument("--test-rows", type=int, default=d.test_rows)
     p.add_argument("--seed", type=int, default=d.seed)
     a = p.parse_args(argv)

@@ -228,6 +228,7 @@ class KVDataConfig:
     substitution_train: int = 60000  # rows of m_A's training data
     arithmetic_train: int = 60000  # rows of m_B's training data
     kv_arithmetic_train: int = 20000  # rows of the composition's training data
+    arithmetic_prefix: float = 0.5  # share of Numeric-Arithmetic rows behind a prefix of random letters
     test_rows: int = 500  # rows of each test set (the composition's dev set has a fifth as many)
     seed: int = 0  # the data is a function of these settings and this seed
 

@@ -12,8 +12,10 @@ both models (one shared tokenizer, so the composition runs in aligned mode):
 With `answer: values_then_result` the KV-Arithmetic target shows its work — the values, then the result:
 `pjm-sy=` → `631-400=231`. In aligned mode the composed model then writes what m_A predicts (the values; the
 bridges learn to pass on m_A's next-token belief, which does not depend on the key) and computes the result
-with the anchor's own arithmetic. Every model is scored on its final answer (`final_answer`): the number
-after the last '=' it writes (KV-Substitution: what it writes before any '=').
+with the anchor's own arithmetic (half of m_B's rows stand behind a prefix of random letters, `xq+ab=631-400=`,
+so that its arithmetic works where the values start after the keys). Every model is scored on its final
+answer (`final_answer`): the number after the last '=' it writes (KV-Substitution: what it writes before any
+'=').
 """
 
 from __future__ import annotations

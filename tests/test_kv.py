@@ -9,7 +9,8 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from data_prep.kv_arithmetic import KVSettings, build, evaluate, make_keys, number, prepare, split_terms, value
+from data_prep.kv_arithmetic import (KVSettings, build, evaluate, join_terms, make_keys, number, prepare, split_terms,
+                                     value)
 from speech_calm.config import load_recipe
 from speech_calm.kv import DATASETS, accuracy, kv_tokenizer, read_rows, table
 from speech_calm.text_model import Row
@@ -56,6 +57,25 @@ def test_data_splits_and_held_out_keys() -> None:
     for r in files["substitution/train.jsonl"][:50]:
         terms, signs = split_terms(r["src"], ops)
         assert split_terms(r["tgt"], ops) == ([number(kv[t], True, 3) for t in terms], signs)
+
+
+def test_arithmetic_rows_behind_a_prefix_of_letters() -> None:
+    """m_B's rows: some behind random letters ('xq+ab='), which say nothing of the result (the layout of
+    KV-Arithmetic with its values written out); the others plain numbers, as in the paper."""
+    rows = build(SMALL)["arithmetic/train.jsonl"]
+    prefixed = [r for r in rows if "=" in r["src"]]
+    assert 0.35 < len(prefixed) / len(rows) < 0.65  # SMALL.arithmetic_prefix = 0.5
+    for r in rows:
+        letters, _, numbers = r["src"].rpartition("=")
+        terms, signs = split_terms(numbers, SMALL.operators)
+        assert all(t.isdigit() for t in terms)
+        result = evaluate(join_terms([t[::-1].lstrip("0") or "0" for t in terms], signs))  # little-endian digits
+        assert r["tgt"] == number(result, True, 3)
+        if letters:
+            words, _ = split_terms(letters, SMALL.operators)
+            assert len(words) == len(terms) and all(w.isalpha() and 2 <= len(w) <= 3 for w in words)
+    plain = build(KVSettings(**{**SMALL.__dict__, "arithmetic_prefix": 0.0}))["arithmetic/train.jsonl"]
+    assert not [r for r in plain if "=" in r["src"]]
 
 
 def test_prepare_is_idempotent_and_refuses_other_settings(tmp_path: Path) -> None:
