@@ -111,15 +111,19 @@ class KVSettings:
         return hashlib.sha1(json.dumps({**asdict(self), "v": FORMAT_VERSION}, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def random_word(rng: random.Random, settings: KVSettings) -> str:
+    """A random string of the keys' alphabet and lengths (a key candidate, or a prefix's stand-in word)."""
+    return "".join(rng.choice(settings.alphabet) for _ in range(rng.randint(*settings.key_length)))
+
+
 def make_keys(settings: KVSettings) -> dict[str, int]:
     """N distinct keys → a permutation of 1..N, in a fixed random order. No key is a prefix of another, so a
     key ends where an operator or '=' follows and nowhere else (the anchor reads keys character by character)."""
     rng = random.Random(f"kv/keys/{settings.seed}")
-    lo, hi = settings.key_length
     keys: list[str] = []
     taken: set[str] = set()
     while len(keys) < settings.num_keys:
-        key = "".join(rng.choice(settings.alphabet) for _ in range(rng.randint(lo, hi)))
+        key = random_word(rng, settings)
         prefixes = {key[:i] for i in range(1, len(key) + 1)}
         if key in taken or any(k.startswith(key) or k in prefixes for k in keys):
             continue
@@ -249,15 +253,12 @@ def build(settings: KVSettings) -> dict[str, list[dict]]:
             return {"src": e, "tgt": substitute(e, kv, ops, le, w)}
         return make
 
-    def letters(r: random.Random) -> str:
-        return "".join(r.choice(settings.alphabet) for _ in range(r.randint(*settings.key_length)))
-
     def arith(r: random.Random) -> dict[str, str]:
         e = draw(r, numbers, settings.operands, None)
         terms, signs = split_terms(e, ops)
         src = join_terms([number(int(t), le, w) for t in terms], signs)
         if r.random() < settings.arithmetic_prefix:  # random letters, not keys: they say nothing of the numbers
-            src = join_terms([letters(r) for _ in terms], [r.choice(ops) for _ in signs]) + "=" + src
+            src = join_terms([random_word(r, settings) for _ in terms], [r.choice(ops) for _ in signs]) + "=" + src
         return {"src": src, "tgt": number(value(e, None, ops), le, w)}
 
     def kv_arith(pool: list[str]) -> Callable[[random.Random], dict[str, str]]:
