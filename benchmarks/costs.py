@@ -43,7 +43,7 @@ from torch import nn
 
 from benchmarks.measure import Clock, PeakMemory, in_child
 from speech_calm.adapters import AnchorModel
-from speech_calm.compose import Bridge, Composition, Memory, select_connections
+from speech_calm.compose import Composition, Memory, bridge_parameter_count
 from speech_calm.config import BridgeConfig
 from speech_calm.decoding import DecodingOptions, generate
 from speech_calm.encoder import ConformerConfig, ConformerEncoder
@@ -125,13 +125,6 @@ def bridge_config(setup: Setup, every: int | None = 4, num: int | None = None) -
     return BridgeConfig(every=None if num else every, num=num, frame_stack=setup.frame_stack)
 
 
-def bridge_parameters(setup: Setup, anchor: nn.Module, tower: ConformerEncoder, cfg: BridgeConfig) -> int:
-    """Parameters of the CALM bridges `cfg` describes, without building a composition."""
-    n = len(select_connections(tower.num_layers, anchor.config.num_hidden_layers, cfg))
-    one = Bridge(tower.hidden_size, anchor.config.hidden_size, anchor.config.num_attention_heads, setup.frame_stack)
-    return n * sum(p.numel() for p in one.parameters())
-
-
 VARIANTS: dict[str, str] = {
     "calm4": "CALM, bridges every 4th layer",
     "calm2": "CALM, bridges every 2nd layer",
@@ -153,7 +146,7 @@ def build_variant(variant: str, setup: Setup, anchor: nn.Module, tower: Conforme
         cfg = bridge_config(setup, every=4 if variant == "calm4" else 2, num=num_bridges)
         return Composition(anchor, {TOWER: tower}, cfg).to(device)
     # the projector gets as many parameters as the every-4th bridges, as in speech.build_composition
-    hidden = Projector.matched_hidden(bridge_parameters(setup, anchor, tower, bridge_config(setup)),
+    hidden = Projector.matched_hidden(bridge_parameter_count(tower, anchor, bridge_config(setup), TOWER),
                                       tower.hidden_size, anchor.config.hidden_size, setup.frame_stack)
     if variant == "lora":
         from peft import LoraConfig, inject_adapter_in_model

@@ -18,7 +18,9 @@ in minutes):
   arithmetic does not depend on where the numbers start. The letters are not keys and say nothing of the result.
 * KV-Arithmetic (the composition's data): ``dgx+bqe-pa`` → ``651``; composition trains on expressions over
   ``--compose-fraction`` of the keys only (the paper: 20%); the test set uses only the other keys, so the
-  composed model must read values it never saw during composition from m_A.
+  composed model must read values it never saw during composition from m_A. The composition keys are drawn so
+  that their values use every digit at every place where they can (``--cover-digits``): at the paper's scale
+  (5000 composition keys) any draw does; 20 random keys of 100 miss a few.
 
 Three choices make arithmetic learnable by a model trained from scratch in minutes (each can be turned
 off): numbers are zero-padded to one width and written least-significant digit first (``--fixed-width``,
@@ -57,11 +59,12 @@ if __package__ in (None, ""):  # run as `python data_prep/kv_arithmetic.py`: mak
 
 from speech_calm.audio import atomic_write
 
-__all__ = ["KVSettings", "make_keys", "expression", "evaluate", "number", "substitute", "value", "prepare", "main",
-           "DATASETS"]
+__all__ = ["KVSettings", "make_keys", "choose_compose_keys", "expression", "evaluate", "number", "substitute",
+           "value", "prepare", "main", "DATASETS"]
 
 DATASETS = ("substitution", "arithmetic", "kv_arithmetic")
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+COVER_DRAWS = 1000
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,10 @@ class KVSettings:
     little_endian: bool = True  # numbers written least-significant digit first (17 as "71")
     fixed_width: bool = True  # numbers zero-padded to one width (that of the largest possible result)
     compose_fraction: float = 0.2  # share of keys whose expressions composition trains on
+    # the composition keys: of COVER_DRAWS random draws, the one whose values use the most digits at each place
+    # (at the paper's scale, 5000 keys always use them all; 20 random keys of 100 miss a few, and a digit never
+    # copied at a place during composition is then often copied wrong at test time)
+    cover_digits: bool = True
     substitution_train: int = 60000  # rows of m_A's training data
     arithmetic_train: int = 60000  # rows of m_B's training data
     kv_arithmetic_train: int = 20000  # rows of the composition's training data
@@ -231,13 +238,31 @@ def _rows(make: Callable[[random.Random], dict[str, str]], n: int, seed: str, ex
     return rows
 
 
+def choose_compose_keys(kv: dict[str, int], settings: KVSettings) -> list[str]:
+    """The keys composition trains on, `compose_fraction` of them, in `kv`'s order: the first ones
+    (`cover_digits` off), or of `COVER_DRAWS` random draws the first whose written values use the most
+    distinct (place, digit) pairs."""
+    keys = list(kv)
+    n = round(len(keys) * settings.compose_fraction)
+    if not settings.cover_digits:
+        return keys[:n]
+    le, w = settings.little_endian, width(settings)
+
+    def coverage(chosen: list[str]) -> int:
+        return len({(i, c) for k in chosen for i, c in enumerate(number(kv[k], le, w))})
+
+    rng = random.Random(f"kv/compose/{settings.seed}")
+    best = max((rng.sample(keys, n) for _ in range(COVER_DRAWS)), key=coverage)  # max keeps the first best
+    return [k for k in keys if k in set(best)]
+
+
 def build(settings: KVSettings) -> dict[str, list[dict]]:
     """All files' rows by relative path (without writing anything)."""
     settings.check()
     kv = make_keys(settings)
     keys = list(kv)
-    n_compose = round(len(keys) * settings.compose_fraction)
-    compose_keys, held_out = keys[:n_compose], keys[n_compose:]
+    compose_keys = choose_compose_keys(kv, settings)
+    held_out = [k for k in keys if k not in set(compose_keys)]
     numbers = [str(v) for v in range(1, settings.num_keys + 1)]
     ops, s, le, w = settings.operators, settings.seed, settings.little_endian, width(settings)
 
@@ -337,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--little-endian", action=argparse.BooleanOptionalAction, default=d.little_endian)
     p.add_argument("--fixed-width", action=argparse.BooleanOptionalAction, default=d.fixed_width)
     p.add_argument("--compose-fraction", type=float, default=d.compose_fraction)
+    p.add_argument("--cover-digits", action=argparse.BooleanOptionalAction, default=d.cover_digits,
+                   help="pick composition keys whose values use every digit at every place (as far as possible)")
     p.add_argument("--substitution-train", type=int, default=d.substitution_train)
     p.add_argument("--arithmetic-train", type=int, default=d.arithmetic_train)
     p.add_argument("--kv-arithmetic-train", type=int, default=d.kv_arithmetic_train)
@@ -349,8 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         num_keys=a.num_keys, key_length=a.key_length, alphabet=a.alphabet, operands=a.operands,
         substitution_operands=a.substitution_operands, operators=a.operators, non_negative=a.non_negative,
         little_endian=a.little_endian, fixed_width=a.fixed_width, compose_fraction=a.compose_fraction,
-        substitution_train=a.substitution_train, arithmetic_train=a.arithmetic_train,
-        kv_arithmetic_train=a.kv_arithmetic_train, test_rows=a.test_rows, seed=a.seed,
+        cover_digits=a.cover_digits, substitution_train=a.substitution_train, arithmetic_train=a.arithmetic_train,
+        kv_arithmetic_train=a.kv_arithmetic_train, arithmetic_prefix=a.arithmetic_prefix, test_rows=a.test_rows,
+        seed=a.seed,
     )
     try:
         stats = prepare(a.out, settings)

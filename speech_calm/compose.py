@@ -15,7 +15,9 @@ attach to the anchor through forward hooks on its decoder layers: the anchor's m
 
 m_A's states and each bridge's keys/values are computed once per input (`Composition.encode` → `Memory`) and
 reused by every decoding step. In *aligned* mode (a text m_A reading the anchor's own tokens) m_A keeps its
-own KV cache inside the `Memory`, and anchor position t only sees m_A positions <= t.
+own KV cache inside the `Memory`, and anchor position t only sees m_A positions <= t (or the last
+`bridge.window` of them). With `bridge.null_slot` every query also sees a learned key whose value is zero, so
+it can read nothing: how much a bridge writes then depends on the anchor's state, not only on m_A's.
 """
 
 from __future__ import annotations
@@ -178,6 +180,8 @@ class Bridge(nn.Module):
         norm_eps: float = 1e-6,
         relative: bool = True,
         anchor_norm: nn.Module | None = None,
+        window: int | None = None,
+        null_slot: bool = False,
     ) -> None:
         super().__init__()
         if anchor_dim % num_heads:
@@ -187,6 +191,9 @@ class Bridge(nn.Module):
             )
         if frame_stack < 1:
             raise ConfigError(f"bridge.frame_stack must be >= 1, got {frame_stack}")
+        if window is not None and window < 1:
+            raise ConfigError(f"bridge.window must be >= 1 (or null for every earlier position), got {window}")
+        self.window = window
         self.num_heads = num_heads
         self.frame_stack = frame_stack
         self.dropout = dropout
@@ -200,6 +207,8 @@ class Bridge(nn.Module):
         self.v = nn.Linear(anchor_dim, anchor_dim, bias=False)
         self.o = nn.Linear(anchor_dim, anchor_dim, bias=False)
         self.gate = TanhGate()
+        # logit 0 at the start: the null slot competes with m_A's positions like an average key would
+        self.null_key = nn.Parameter(torch.zeros(num_heads, 1, anchor_dim // num_heads)) if null_slot else None
         # a tuple, not a submodule: the anchor's norm keeps its one name and stays out of the bridge's state
         self._anchor_norm = (anchor_norm,) if anchor_norm is not None else ()
         # set by Composition.record_attention: receives the attention probabilities of each call
@@ -228,7 +237,8 @@ class Bridge(nn.Module):
         """The gated update to add to anchor states `hidden` (B, T, D_B); returns (B, T, D_B).
 
         query_index: aligned mode only, (T,) the sequence positions of the T queries; query t then sees only
-        m_A positions <= query_index[t]. None (encoder mode): every query sees all real m_A positions.
+        m_A positions <= query_index[t] (and > query_index[t] - window with a window). None (encoder mode): every
+        query sees all real m_A positions.
         """
         # A query with no visible m_A position (padding, an item without audio) must get exactly 0, not the
         # NaN that softmax over nothing gives: let it attend anywhere, then zero its output.
@@ -236,21 +246,30 @@ class Bridge(nn.Module):
             attn_mask, visible = memory.encoder_masks()  # (B, 1, 1, S), (B, 1, 1, 1)
         else:
             key_index = torch.arange(memory.mask.shape[1], device=hidden.device)
-            causal = (key_index[None, :] <= query_index[:, None])[None, None]  # (1, 1, T, S)
+            causal = key_index[None, :] <= query_index[:, None]  # (T, S)
+            if self.window is not None:
+                causal = causal & (key_index[None, :] > query_index[:, None] - self.window)
+            causal = causal[None, None]  # (1, 1, T, S)
             memory_mask = memory.mask[:, None, None, :] & causal  # (B, 1, T, S)
             visible = memory_mask.any(-1, keepdim=True)  # (B, 1, T, 1)
             attn_mask = memory_mask | ~visible
         query = self._anchor_norm[0](hidden) if self._anchor_norm else hidden
         q = self._heads(self.q(self.norm_query(query)))  # (B, H, T, d)
+        key, value = memory.key.to(q.dtype), memory.value.to(q.dtype)
+        if self.null_key is not None:  # position 0 of keys/values: always visible, reads a zero vector
+            b = key.shape[0]
+            key = torch.cat([self.null_key.to(q.dtype).expand(b, -1, -1, -1), key], dim=2)  # (B, H, 1+S, d)
+            value = torch.cat([value.new_zeros(b, value.shape[1], 1, value.shape[3]), value], dim=2)
+            attn_mask = torch.cat([attn_mask.new_ones(*attn_mask.shape[:-1], 1), attn_mask & visible], dim=-1)
         out = F.scaled_dot_product_attention(
-            q, memory.key.to(q.dtype), memory.value.to(q.dtype), attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0,
+            q, key, value, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0,
         )  # (B, H, T, d)
         out = out * visible.to(out.dtype)
         if self.record is not None:  # opt-in: the probabilities SDPA used, computed again explicitly
-            scores = q @ memory.key.to(q.dtype).transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, T, S)
+            scores = q @ key.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, T, [1+]S)
             probs = scores.masked_fill(~attn_mask, -math.inf).softmax(-1) * visible.to(q.dtype)
-            self.record(probs.detach())
+            # m_A's positions only, (B, H, T, S): what the null slot took is simply not on any of them
+            self.record(probs[..., 1:].detach() if self.null_key is not None else probs.detach())
         b, h, t, d = out.shape
         out = self.o(out.transpose(1, 2).reshape(b, t, h * d))  # (B, T, D_B)
         out = F.dropout(out, self.dropout, self.training)
@@ -261,6 +280,16 @@ class Bridge(nn.Module):
             rms = torch.linalg.vector_norm(hidden.detach(), dim=-1, keepdim=True, dtype=torch.float32)
             out = out * (rms * hidden.shape[-1] ** -0.5).to(out.dtype)
         return self.gate(out).to(hidden.dtype)
+
+
+def bridge_parameter_count(tower: AugmentingTower, anchor: nn.Module, cfg: BridgeConfig, name: str) -> int:
+    """Parameters the bridges of `cfg` would add between tower `name` and `anchor` (what baselines are
+    matched to), counted on one bridge built as `Composition` builds it."""
+    spec = anchor_spec(anchor)
+    pairs = select_connections(tower.num_layers, spec.num_layers, cfg, name)
+    one = Bridge(tower.hidden_size, spec.hidden_size, cfg.num_heads or spec.num_heads, cfg.frame_stack,
+                 null_slot=cfg.null_slot)
+    return len(pairs) * sum(p.numel() for p in one.parameters())
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -395,12 +424,15 @@ class Composition(FrozenTowersModule):
                 raise ConfigError(f"Composition builds cross_attention bridges; tower '{name}' asks for {cfg.type}")
             if cfg.mode == "aligned":
                 self._check_aligned(name, tower, spec.vocab_size, cfg)
+            elif cfg.window is not None:
+                raise ConfigError(f"bridge.window needs bridge.mode=aligned (tower '{name}' is in encoder mode, "
+                                  f"where m_A positions are not the anchor's); remove bridge.window")
             pairs = select_connections(tower.num_layers, spec.num_layers, cfg, name)
             self.connections[name] = pairs
             heads = cfg.num_heads or spec.num_heads
             self.bridges[name] = nn.ModuleList(
                 Bridge(tower.hidden_size, spec.hidden_size, heads, cfg.frame_stack, cfg.dropout, cfg.norm_eps,
-                       cfg.relative, norms[j] if cfg.anchor_norm else None)
+                       cfg.relative, norms[j] if cfg.anchor_norm else None, cfg.window, cfg.null_slot)
                 for _, j in pairs
             )
         self.freeze_towers()

@@ -45,6 +45,11 @@ class BridgeConfig:
     num: int | None = None  # or: this many connections, evenly spaced in both towers (overrides `every`)
     pairs: list[tuple[int, int]] | None = None  # or: explicit (m_A layer, anchor layer) pairs, 0-based
     mode: Literal["encoder", "aligned"] = "encoder"  # aligned: m_A reads the anchor's tokens, causally
+    # The bridge's attention has no positions of its own, so over many positions it must find by content the
+    # m_A state that belongs to t; window 1 reads exactly m_A's state at t (what m_A believes comes next)
+    window: int | None = None  # aligned mode: position t reads m_A positions t-window+1..t (None: all <= t)
+    # with window 1 the softmax otherwise has one choice: it could not decide how much to write
+    null_slot: bool = False  # a learned key with a zero value beside m_A's positions: a query may read nothing
     num_heads: int | None = None  # cross-attention heads; None = the anchor's head count
     frame_stack: int = 1  # concatenate this many consecutive m_A frames before projecting (speech)
     dropout: float = 0.0  # attention-probability and output dropout inside bridges
@@ -225,6 +230,7 @@ class KVDataConfig:
     little_endian: bool = True  # numbers written least-significant digit first (17 as "71")
     fixed_width: bool = True  # numbers zero-padded to the width of the largest possible result
     compose_fraction: float = 0.2  # share of keys whose expressions the composition trains on (paper: 20%)
+    cover_digits: bool = True  # composition keys whose values use every digit at every place, where they can
     substitution_train: int = 60000  # rows of m_A's training data
     arithmetic_train: int = 60000  # rows of m_B's training data
     kv_arithmetic_train: int = 20000  # rows of the composition's training data
@@ -244,6 +250,9 @@ class KVConfig:
     lora: LoraStageConfig = field(default_factory=LoraStageConfig)  # stage kv_lora
     finetune: FinetuneStageConfig = field(default_factory=FinetuneStageConfig)  # stage kv_finetune
     answer: Literal["result", "values_then_result"] = "values_then_result"  # KV-Arithmetic targets (speech_calm.kv)
+    # for CALM, LoRA and fine-tuning alike: rows where m_A has nothing to add teach the bridges to stay out of
+    # m_B's arithmetic (the paper mixed the anchor's own data into its language compositions too)
+    mix_arithmetic: float = 0.0  # m_B's own Numeric-Arithmetic rows added, as a share of the KV-Arithmetic rows
     eval_batch_size: int = 250  # rows per generation batch in stage kv_eval
 
 

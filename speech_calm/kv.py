@@ -11,9 +11,11 @@ both models (one shared tokenizer, so the composition runs in aligned mode):
 
 With `answer: values_then_result` the KV-Arithmetic target shows its work — the values, then the result:
 `pjm-sy=` → `631-400=231`. In aligned mode the composed model then writes what m_A predicts (the values; the
-bridges learn to pass on m_A's next-token belief, which does not depend on the key) and computes the result
-with the anchor's own arithmetic (half of m_B's rows stand behind a prefix of random letters, `xq+ab=631-400=`,
-so that its arithmetic works where the values start after the keys). Every model is scored on its final
+bridges learn to pass on m_A's next-token belief, which does not depend on the key: the recipe's bridges read
+m_A's state at their own position only, `bridge.window: 1`, and may read nothing, `bridge.null_slot`) and
+computes the result with the anchor's own arithmetic (half of m_B's rows stand behind a prefix of random
+letters, `xq+ab=631-400=`, so that its arithmetic works where the values start after the keys; m_B's rows mixed
+into the composition's, `kv.mix_arithmetic`, keep the bridges out of it). Every model is scored on its final
 answer (`final_answer`): the number after the last '=' it writes (KV-Substitution: what it writes before any
 '=').
 """

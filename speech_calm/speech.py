@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from speech_calm.checkpoint import load_bridges
-from speech_calm.compose import Bridge, Composition, select_connections
+from speech_calm.compose import Composition, bridge_parameter_count
 from speech_calm.config import ComposeStageConfig, ConfigError, DecodeConfig
 from speech_calm.ctc_compress import CTCCompressedTower
 from speech_calm.data import batch_loss, lm_batch, output_head
@@ -29,14 +29,6 @@ from speech_calm.towers import AugmentingTower, TowerOutput, anchor_spec, load_a
 
 TOWER = "speech"  # the speech tower's name inside the composition
 TASKS = ("transcribe", "translate")
-
-
-def bridge_parameter_count(tower: AugmentingTower, anchor: nn.Module, cfg: Any) -> int:
-    """Parameters the CALM bridges of `cfg` (a BridgeConfig) would add between `tower` and `anchor`."""
-    spec = anchor_spec(anchor)
-    pairs = select_connections(tower.num_layers, spec.num_layers, cfg, TOWER)
-    one = Bridge(tower.hidden_size, spec.hidden_size, cfg.num_heads or spec.num_heads, cfg.frame_stack)
-    return len(pairs) * sum(p.numel() for p in one.parameters())
 
 
 def compressed(tower: AugmentingTower, cfg: ComposeStageConfig) -> AugmentingTower:
@@ -52,7 +44,7 @@ def build_composition(anchor: nn.Module, tower: AugmentingTower, cfg: ComposeSta
     if b.type == "cross_attention":
         return Composition(anchor, {TOWER: tower}, b)
     spec = anchor_spec(anchor)
-    hidden = Projector.matched_hidden(bridge_parameter_count(tower, anchor, b), tower.hidden_size,
+    hidden = Projector.matched_hidden(bridge_parameter_count(tower, anchor, b, TOWER), tower.hidden_size,
                                       spec.hidden_size, b.frame_stack)
     return PrefixComposition(anchor, {TOWER: tower}, hidden, b.frame_stack)
 

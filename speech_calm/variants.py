@@ -16,7 +16,7 @@ from torch import nn
 
 from speech_calm.adapters import AnchorModel, add_lora, matched_lora_rank, parameter_count
 from speech_calm.checkpoint import load_bridges, save_bridges, write_json
-from speech_calm.compose import Bridge, Composition, select_connections
+from speech_calm.compose import Composition, bridge_parameter_count
 from speech_calm.config import BridgeConfig, ConfigError, FinetuneStageConfig, LoraStageConfig, TowerConfig
 from speech_calm.text_model import TOWER, TextModel
 from speech_calm.towers import AugmentingTower, anchor_spec, load_anchor, load_text_tower
@@ -33,14 +33,6 @@ class Parts:
     anchor: TowerConfig
     tower: str = ""
     end: str = "eos"
-
-
-def bridge_parameters(tower: AugmentingTower, anchor: nn.Module, cfg: BridgeConfig) -> int:
-    """Parameters CALM's bridges of `cfg` add between `tower` and `anchor` (what LoRA is matched to)."""
-    spec = anchor_spec(anchor)
-    pairs = select_connections(tower.num_layers, spec.num_layers, cfg, TOWER)
-    one = Bridge(tower.hidden_size, spec.hidden_size, cfg.num_heads or spec.num_heads, cfg.frame_stack)
-    return len(pairs) * sum(p.numel() for p in one.parameters())
 
 
 def composition(anchor: nn.Module, tower: AugmentingTower, cfg: BridgeConfig) -> Composition:
@@ -71,7 +63,7 @@ def build_variant(
     tower_tok = None
     if method in ("calm", "lora"):
         tower, tower_tok = load_text_tower(parts.tower, device, a.dtype, a.trust_remote_code)
-        info["bridge_parameters"] = bridge_parameters(tower, anchor, bridge)
+        info["bridge_parameters"] = bridge_parameter_count(tower, anchor, bridge, TOWER)
     if method == "calm":
         model: nn.Module = composition(anchor, tower, bridge).to(device)
         info["connections"] = model.connections[TOWER]

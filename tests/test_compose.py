@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from speech_calm.checkpoint import load_bridges, save_bridges
-from speech_calm.compose import Composition, select_connections
+from speech_calm.compose import Bridge, BridgeMemory, Composition, bridge_parameter_count, select_connections
 from speech_calm.config import BridgeConfig, ConfigError
 from tests import tiny
 
@@ -148,8 +148,10 @@ def test_aligned_mode_is_causal() -> None:
     assert (after[0, 6:] - base[0, 6:]).abs().max() > 1e-4  # later ones do see m_A
 
 
-def test_aligned_mode_padding() -> None:
-    model = Composition(tiny.anchor("llama"), {"lm": tiny.text_tower()}, BridgeConfig(every=1, mode="aligned"))
+@pytest.mark.parametrize("extra", [{}, {"window": 1, "null_slot": True}])
+def test_aligned_mode_padding(extra: dict) -> None:
+    model = Composition(tiny.anchor("llama"), {"lm": tiny.text_tower()},
+                        BridgeConfig(every=1, mode="aligned", **extra))
     open_gates(model)
     ids = prompt(2, 8)
     mask = torch.ones_like(ids)
@@ -159,6 +161,68 @@ def test_aligned_mode_padding() -> None:
         alone = model(ids[:1, 3:]).logits
     assert torch.isfinite(batch).all()
     torch.testing.assert_close(batch[0, 3:], alone[0], rtol=1e-4, atol=1e-4)
+
+
+def bridge_with_memory(seq: int = 6, **kw) -> tuple[Bridge, BridgeMemory, torch.Tensor]:  # noqa: ANN003
+    """A bridge (D_A 8, D_B 16, 2 heads) with an open gate, its memory over `seq` random m_A states, and anchor
+    states (1, seq, 16)."""
+    torch.manual_seed(0)
+    bridge = Bridge(8, 16, 2, **kw)
+    with torch.no_grad():
+        bridge.gate.scale.fill_(0.7)
+    memory = bridge.memory(torch.randn(1, seq, 8), torch.ones(1, seq, dtype=torch.bool))
+    return bridge, memory, torch.randn(1, seq, 16)
+
+
+@pytest.mark.parametrize("window", [1, 3])
+def test_aligned_window_reads_only_the_last_positions(window: int) -> None:
+    bridge, memory, hidden = bridge_with_memory(window=window)
+    positions = torch.arange(6)
+    with torch.no_grad():
+        base = bridge(hidden, memory, positions)
+        for s in range(6):  # change m_A's state at position s alone: query t moves iff t-window < s <= t
+            value = memory.value.clone()
+            value[:, :, s] += 1.0
+            moved = (bridge(hidden, BridgeMemory(memory.key, value, memory.mask), positions) - base).abs()
+            moved = moved.amax(-1)[0] > 1e-6  # (T,)
+            assert moved.tolist() == [s <= t < s + window for t in range(6)]
+
+
+def test_null_slot_lets_a_query_read_nothing() -> None:
+    bridge, memory, hidden = bridge_with_memory(window=1, null_slot=True)
+    positions = torch.arange(6)
+    with torch.no_grad():
+        reads = bridge(hidden, memory, positions)
+        assert reads.abs().amax() > 1e-3  # logit 0 for the null key at init: m_A's state still gets through
+        # a query aligned with the null key puts (nearly) all its weight there: the update vanishes, per query
+        q = bridge._heads(bridge.q(bridge.norm_query(hidden)))  # (1, H, T, d); this bridge has no anchor norm
+        bridge.null_key.copy_(50 * q[0, :, :1])  # (H, 1, d): query 0's own direction, a large logit
+        silent = bridge(hidden, memory, positions)
+    assert silent[0, 0].abs().amax() < 1e-4 * reads[0, 0].abs().amax()
+    with torch.no_grad():  # no visible m_A position at all: exactly 0 (not the null slot's share of nothing)
+        nothing = bridge(hidden, BridgeMemory(memory.key, memory.value, torch.zeros(1, 6, dtype=torch.bool)),
+                         positions)
+    assert torch.equal(nothing, torch.zeros_like(nothing))
+
+
+def test_null_slot_is_not_in_the_recorded_attention() -> None:
+    model = Composition(tiny.anchor("llama"), {"speech": tiny.speech_tower("conformer")},
+                        BridgeConfig(every=1, null_slot=True))
+    open_gates(model)
+    audio, lens = tiny.audio_batch([16000, 12000])
+    with torch.no_grad(), model.record_attention() as records:
+        model(prompt(2, 5), tower_inputs={"speech": {"audio": audio, "audio_lens": lens}})
+    memory = model.encode({"speech": {"audio": audio, "audio_lens": lens}}).towers["speech"].bridges[0]
+    probs = records["speech"][0][0]  # (B, H, T, S): m_A's positions only
+    assert probs.shape[-1] == memory.mask.shape[1]
+    assert (probs.sum(-1) < 1 - 1e-3).any()  # the null slot took some of the weight
+
+
+def test_window_errors() -> None:
+    with pytest.raises(ConfigError, match="bridge.window must be >= 1"):
+        Composition(tiny.anchor("llama"), {"lm": tiny.text_tower()}, BridgeConfig(every=1, mode="aligned", window=0))
+    with pytest.raises(ConfigError, match="bridge.window needs bridge.mode=aligned"):
+        Composition(tiny.anchor("llama"), {"s": tiny.speech_tower("conformer")}, BridgeConfig(every=1, window=2))
 
 
 def test_two_towers_augment_one_anchor() -> None:
@@ -216,6 +280,11 @@ def test_bridge_parameter_count_matches_formula() -> None:
     d_a, d_b = 32, 32
     per_bridge = 2 * d_a + (d_a * d_b + d_b) + 2 * d_b + 4 * d_b * d_b + 1  # norms, proj, q/k/v/o, gate
     assert sum(p.numel() for p in model.bridges.parameters()) == 2 * per_bridge
+    with_null = Composition(tiny.anchor("llama"), {"speech": tiny.speech_tower("conformer")},
+                            BridgeConfig(every=1, null_slot=True))
+    assert sum(p.numel() for p in with_null.bridges.parameters()) == 2 * (per_bridge + d_b)  # one key per head
+    assert bridge_parameter_count(tiny.speech_tower("conformer"), tiny.anchor("llama"),
+                                  BridgeConfig(every=1, null_slot=True), "speech") == 2 * (per_bridge + d_b)
 
 
 # ------------------------------------------------------------------------------------------------ layer choice

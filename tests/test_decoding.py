@@ -42,8 +42,10 @@ def test_greedy_with_cache_equals_recomputation(anchor_kind: str) -> None:
     assert all(len(seq) == 12 for seq in cached)
 
 
-def test_greedy_aligned_mode_cache_equals_recomputation() -> None:
-    model = Composition(tiny.anchor("llama"), {"lm": tiny.text_tower()}, BridgeConfig(every=1, mode="aligned"))
+@pytest.mark.parametrize("extra", [{}, {"window": 1, "null_slot": True}, {"window": 3}])
+def test_greedy_aligned_mode_cache_equals_recomputation(extra: dict) -> None:
+    model = Composition(tiny.anchor("llama"), {"lm": tiny.text_tower()},
+                        BridgeConfig(every=1, mode="aligned", **extra))
     open_gates(model)
     ids, mask = left_padded()
     cached = generate(model, ids, mask, None, DecodingOptions(max_new_tokens=10))

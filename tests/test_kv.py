@@ -9,8 +9,9 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from data_prep.kv_arithmetic import (KVSettings, build, evaluate, join_terms, make_keys, number, prepare, split_terms,
-                                     value)
+from data_prep.kv_arithmetic import (KVSettings, build, choose_compose_keys, evaluate, join_terms, make_keys, number,
+                                     prepare, split_terms, value)
+from data_prep.kv_arithmetic import main as kv_main
 from speech_calm.config import load_recipe
 from speech_calm.kv import DATASETS, accuracy, kv_tokenizer, read_rows, table
 from speech_calm.text_model import Row
@@ -78,6 +79,32 @@ def test_arithmetic_rows_behind_a_prefix_of_letters() -> None:
     assert not [r for r in plain if "=" in r["src"]]
 
 
+def test_composition_keys_cover_every_digit_at_every_place() -> None:
+    """20 random keys of 100 usually miss some digit at some place; the chosen ones use every (place, digit)
+    that the values use, and stay 20% of the keys; without `cover_digits`, the first 20% in key order."""
+    settings = KVSettings(num_keys=100, operands=(2, 2))
+    kv = make_keys(settings)
+
+    def places(keys: list[str]) -> set[tuple[int, str]]:
+        return {(i, c) for k in keys for i, c in enumerate(number(kv[k], True, 3))}
+
+    chosen = choose_compose_keys(kv, settings)
+    assert len(chosen) == 20 and len(set(chosen)) == 20
+    assert places(chosen) == places(list(kv))  # units and tens 0-9, hundreds 0 and 1 (for 100)
+    first = choose_compose_keys(kv, KVSettings(num_keys=100, operands=(2, 2), cover_digits=False))
+    assert first == list(kv)[:20] and places(first) != places(list(kv))
+
+
+def test_command_line_passes_every_setting(tmp_path: Path) -> None:
+    args = ["--out", str(tmp_path), "--num-keys", "40", "--substitution-train", "100", "--arithmetic-train",
+            "100", "--kv-arithmetic-train", "50", "--test-rows", "10", "--arithmetic-prefix", "0",
+            "--no-cover-digits"]
+    assert kv_main(args) == 0
+    settings = json.loads((tmp_path / "stats.json").read_text())["settings"]
+    assert settings["arithmetic_prefix"] == 0 and settings["cover_digits"] is False and settings["num_keys"] == 40
+    assert not [r for r in read_rows(tmp_path, "arithmetic", "train") if "=" in r.prompt[:-1]]
+
+
 def test_prepare_is_idempotent_and_refuses_other_settings(tmp_path: Path) -> None:
     stats = prepare(tmp_path, SMALL)
     stamp = (tmp_path / "kv_arithmetic" / "test.jsonl").stat().st_mtime_ns
@@ -114,7 +141,8 @@ def test_tiny_experiment_end_to_end(tmp_path: Path) -> None:
         kv[name].update(model=tiny_model, train=loop)
     for name in ("compose", "lora", "finetune"):
         kv[name]["train"] = loop
-    kv["compose"]["bridge"] = {"mode": "aligned", "every": 1}
+    kv["compose"]["bridge"]["every"] = 1  # the recipe's bridges (window 1, null slot), on both tiny layers
+    assert kv["mix_arithmetic"] == 0.5  # half as many Numeric-Arithmetic rows join the composition's
     recipe.update(run_dir=str(tmp_path / "run"), device="cpu")
     path = tmp_path / "kv.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -124,6 +152,8 @@ def test_tiny_experiment_end_to_end(tmp_path: Path) -> None:
     assert all(set(v) == set(DATASETS) for v in result["accuracy"].values())
     calm, lora = result["trainable_parameters"]["CALM"], result["trainable_parameters"]["LoRA"]
     assert abs(lora - calm) / calm < 0.1  # LoRA's rank is matched to the bridges' parameter count
+    for stage in ("kv_compose", "kv_lora", "kv_finetune"):  # the 100 KV-Arithmetic rows and 50 of m_B's own
+        assert json.loads((run_dir / stage / "params.json").read_text())["train_rows"] == 150
     bridges = load_file(str(run_dir / "kv_compose" / "bridges.safetensors"))
     assert all(k.startswith("m_a.") for k in bridges)  # bridges only, no tower weight
     assert "| KV-Arithmetic (held-out keys) |" in (run_dir / "kv_eval" / "table.md").read_text()

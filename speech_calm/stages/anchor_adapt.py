@@ -34,6 +34,7 @@ class AdaptStage(RowStage):
         self.tm, self.info = build_variant(self.method, self.parts(), self.section, self.bridge(), self.rt.device)
         self.module = self.tm.model
         self.rows = self.train_rows()
+        self.info["train_rows"] = len(self.rows)  # in params.json: what this variant learnt from
         if self.rt.is_main:
             n, total = self.info["trainable"], self.info["anchor_parameters"]
             extra = f", LoRA rank {self.info['rank']}" if "rank" in self.info else ""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from speech_calm.checkpoint import write_json
-from speech_calm.config import BridgeConfig, TowerConfig
+from speech_calm.config import BridgeConfig, ConfigError, TowerConfig
 from speech_calm.kv import DATASETS, accuracy, kv_tokenizer, max_answer_length, read_rows, table
 from speech_calm.stages.eval_only import ComputeStage
 from speech_calm.stages.anchor_adapt import AdaptStage
@@ -107,8 +107,14 @@ class _KVAdaptStage(AdaptStage):
         return kv_parts(self.recipe, self.run_dir)
 
     def train_rows(self) -> list[Row]:
-        return read_rows(data_dir(self.recipe, self.run_dir), "kv_arithmetic", "train",
-                         answer=self.recipe.kv.answer)
+        """KV-Arithmetic over the composition keys, plus `kv.mix_arithmetic` × as many Numeric-Arithmetic rows."""
+        kv, data = self.recipe.kv, data_dir(self.recipe, self.run_dir)
+        if kv.mix_arithmetic < 0:
+            raise ConfigError(f"kv.mix_arithmetic must be >= 0 (a share of the KV-Arithmetic rows), got "
+                              f"{kv.mix_arithmetic}")
+        rows = read_rows(data, "kv_arithmetic", "train", answer=kv.answer)
+        extra = round(kv.mix_arithmetic * len(rows))
+        return rows + (read_rows(data, "arithmetic", "train", extra) if extra else [])
 
     def dev_metrics(self, tm: TextModel) -> dict[str, float]:
         """Accuracy on new expressions over the composition keys (the held-out keys are kept for kv_eval)."""
