@@ -252,8 +252,8 @@ def choose_compose_keys(kv: dict[str, int], settings: KVSettings) -> list[str]:
         return len({(i, c) for k in chosen for i, c in enumerate(number(kv[k], le, w))})
 
     rng = random.Random(f"kv/compose/{settings.seed}")
-    best = max((rng.sample(keys, n) for _ in range(COVER_DRAWS)), key=coverage)  # max keeps the first best
-    return [k for k in keys if k in set(best)]
+    best = set(max((rng.sample(keys, n) for _ in range(COVER_DRAWS)), key=coverage))  # max keeps the first best
+    return [k for k in keys if k in best]
 
 
 def build(settings: KVSettings) -> dict[str, list[dict]]:
@@ -262,7 +262,8 @@ def build(settings: KVSettings) -> dict[str, list[dict]]:
     kv = make_keys(settings)
     keys = list(kv)
     compose_keys = choose_compose_keys(kv, settings)
-    held_out = [k for k in keys if k not in set(compose_keys)]
+    composing = set(compose_keys)
+    held_out = [k for k in keys if k not in composing]
     numbers = [str(v) for v in range(1, settings.num_keys + 1)]
     ops, s, le, w = settings.operators, settings.seed, settings.little_endian, width(settings)
 
@@ -294,7 +295,7 @@ def build(settings: KVSettings) -> dict[str, list[dict]]:
         return make
 
     out: dict[str, list[dict]] = {
-        "keys.jsonl": [{"key": k, "value": v, "compose": k in set(compose_keys)} for k, v in kv.items()]
+        "keys.jsonl": [{"key": k, "value": v, "compose": k in composing} for k, v in kv.items()]
     }
     # test sets first, so that train sets are drawn around them (no test expression is ever trained on)
     n = settings.test_rows

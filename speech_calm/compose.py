@@ -40,7 +40,6 @@ from speech_calm.towers import (
     cache_argument,
     find_layers,
     input_norms,
-    output_cache,
 )
 
 
@@ -120,6 +119,8 @@ class BridgeMemory:
     value: torch.Tensor
     mask: torch.Tensor
     _encoder_masks: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
+    _with_null: tuple[tuple[int, int], torch.Tensor, torch.Tensor] | None = field(default=None, repr=False,
+                                                                                    compare=False)
 
     def encoder_masks(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(attn_mask (B, 1, 1, S), visible (B, 1, 1, 1)) for queries that may see every real position.
@@ -132,6 +133,21 @@ class BridgeMemory:
             visible = memory_mask.any(-1, keepdim=True)
             self._encoder_masks = (memory_mask | ~visible, visible)
         return self._encoder_masks
+
+    def with_null(self, null_key: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(key, value), each (B, H, 1+S, d): `null_key` (H, 1, d) and a zero value at position 0, then m_A's.
+
+        Computed once per memory, like `encoder_masks`: in encoder mode decoding reuses one memory at every
+        generated token. Made again if `null_key` changed since (another tensor, or updated in place).
+        """
+        stamp = (id(null_key), null_key._version)
+        cached = self._with_null
+        if cached is None or cached[0] != stamp or cached[1].dtype != dtype:
+            b, h, _, d = self.key.shape
+            key = torch.cat([null_key.to(dtype).expand(b, -1, -1, -1), self.key.to(dtype)], dim=2)
+            value = torch.cat([self.value.new_zeros(b, h, 1, d, dtype=dtype), self.value.to(dtype)], dim=2)
+            self._with_null = cached = (stamp, key, value)
+        return cached[1], cached[2]
 
     def cat(self, other: BridgeMemory) -> BridgeMemory:
         """Append positions (aligned mode, one decoding step)."""
@@ -255,11 +271,10 @@ class Bridge(nn.Module):
             attn_mask = memory_mask | ~visible
         query = self._anchor_norm[0](hidden) if self._anchor_norm else hidden
         q = self._heads(self.q(self.norm_query(query)))  # (B, H, T, d)
-        key, value = memory.key.to(q.dtype), memory.value.to(q.dtype)
-        if self.null_key is not None:  # position 0 of keys/values: always visible, reads a zero vector
-            b = key.shape[0]
-            key = torch.cat([self.null_key.to(q.dtype).expand(b, -1, -1, -1), key], dim=2)  # (B, H, 1+S, d)
-            value = torch.cat([value.new_zeros(b, value.shape[1], 1, value.shape[3]), value], dim=2)
+        if self.null_key is None:
+            key, value = memory.key.to(q.dtype), memory.value.to(q.dtype)
+        else:  # position 0 of keys/values: always visible, reads a zero vector
+            key, value = memory.with_null(self.null_key, q.dtype)  # (B, H, 1+S, d)
             attn_mask = torch.cat([attn_mask.new_ones(*attn_mask.shape[:-1], 1), attn_mask & visible], dim=-1)
         out = F.scaled_dot_product_attention(
             q, key, value, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0,
@@ -580,7 +595,7 @@ class Composition(FrozenTowersModule):
         tower_inputs: forward kwargs per encoder-mode tower, encoded here when `memory` is not given.
         tower_outputs: or their states, already computed (see `encode`).
         memory: from `encode`, reused across decoding steps (and extended in place by aligned towers).
-        cache: the anchor's KV cache from the previous step (`output_cache(previous output)`).
+        cache: the anchor's KV cache from the previous step (`towers.output_cache(previous output)`).
         logits_to_keep: as in HF: an int keeps the last N positions (0 = all) — targets only, in training.
         output_hidden_states: as in HF; training uses the last one to compute logits at target tokens only
         (`data.target_loss`).

@@ -14,7 +14,6 @@ tokens, and anchor position t sees m_A's states for positions <= t only.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
