@@ -51,7 +51,7 @@ def token_attention(speech: SpeechModel, states: TowerOutput, task: str, tokens:
     prompt = speech.prompt_ids(task)
     ids = torch.tensor([list(prompt) + list(tokens)], device=speech.device)
     with model.record_attention() as records:
-        model(ids, tower_outputs={TOWER: states}, logits_to_keep=1)
+        model(ids, tower_outputs={TOWER: states}, logits_to_keep=1, **speech.forced_kwargs([tokens], ids.shape[1]))
     p, n = len(prompt), len(tokens)
     bridges = records[TOWER]
     # query p-1+j predicts token j; probs per bridge (1, H, T, S') → mean over heads → (n, S')

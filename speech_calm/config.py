@@ -50,6 +50,12 @@ class BridgeConfig:
     window: int | None = None  # aligned mode: position t reads m_A positions t-window+1..t (None: all <= t)
     # with window 1 the softmax otherwise has one choice: it could not decide how much to write
     null_slot: bool = False  # a learned key with a zero value beside m_A's positions: a query may read nothing
+    # Encoder mode over a CTC-compressed speech memory: the anchor must otherwise find, by content alone, the slot
+    # of the next character it writes. With R set, each head adds a learned bias over the offset between a slot's
+    # character index and the characters the anchor has written (half-character buckets -2R..2R, clamped),
+    # initialised as a monotonic prior (head h peaks at offset h-1: the last character read, the next one, ...)
+    # and scaled per query by a learned gate, so a query that needs content (translation) can switch it off.
+    offset_bias: int | None = None  # R: offsets up to R characters get their own bias (encoder mode, ctc memory)
     num_heads: int | None = None  # cross-attention heads; None = the anchor's head count
     frame_stack: int = 1  # concatenate this many consecutive m_A frames before projecting (speech)
     dropout: float = 0.0  # attention-probability and output dropout inside bridges
@@ -127,6 +133,9 @@ class PromptConfig:
 
     transcribe: str = "Transcribe the {language} speech.\n{language}:"  # → native-script transcript
     translate: str = "Translate the {language} speech into English.\nEnglish:"  # → English translation
+    # with compose.chain_translation: the prompt asks for the transcript first, the marker then opens the English
+    translate_chained: str = "Translate the {language} speech into English.\n{language}:"  # chained prompt
+    english_marker: str = "\nEnglish:"  # between a chained transcript and its translation
 
 
 @dataclass
@@ -152,6 +161,12 @@ class ComposeStageConfig:
     language: str = "telugu"  # the language transcribed and translated
     tasks: list[Task] = field(default_factory=lambda: ["transcribe", "translate"])  # trained and evaluated
     prompts: PromptConfig = field(default_factory=PromptConfig)  # one prompt per task
+    # translate by writing the transcript first, then the English after `prompts.english_marker` (AudioPaLM's
+    # combined ASR+AST task): the English then follows the anchor's own text, not only the bridges' reading
+    chain_translation: bool = False  # translate = transcript, `prompts.english_marker`, translation
+    # write transcripts one character per token (every character is one token of the anchor's vocabulary):
+    # the bridges then copy what m_A heard character by character instead of composing multi-character tokens
+    char_targets: bool = False  # transcripts one character per token
     cache_tower_states: bool = True  # compute frozen m_A states once for the training set (memory permitting)
     eval_batch_size: int = 16  # items per decoding batch at evaluation
     decoding: DecodeConfig = field(default_factory=DecodeConfig)  # search used at evaluation and inference

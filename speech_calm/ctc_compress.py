@@ -16,11 +16,14 @@ import torch
 from speech_calm.towers import AugmentingTower, TowerOutput
 
 
-def compress_runs(out: TowerOutput, labels: torch.Tensor, layers: list[int] | None = None) -> TowerOutput:
+def compress_runs(out: TowerOutput, labels: torch.Tensor, layers: list[int] | None = None,
+                  blank: int = 0) -> TowerOutput:
     """Average runs of equal `labels` (B, S) over the real frames of `out`.
 
-    Returns states (B, R, D) for `layers` (default all; other layers None) and a mask (B, R), R = most runs in
-    the batch. A padded item gives the same runs as alone: runs are cut at the end of its real frames.
+    Returns states (B, R, D) for `layers` (default all; other layers None), a mask (B, R), R = most runs in
+    the batch, and `char_positions` (B, R): a run of character i is at 2i, a run of `blank` before it at 2i-1
+    (the transcript position each memory slot stands for, as greedy CTC reads it). A padded item gives the
+    same runs as alone: runs are cut at the end of its real frames.
     """
     mask = out.mask
     b, s = labels.shape
@@ -41,7 +44,13 @@ def compress_runs(out: TowerOutput, labels: torch.Tensor, layers: list[int] | No
         total.scatter_add_(1, run[..., None].expand(-1, -1, h.shape[-1]), h * weight[..., None].to(h.dtype))
         hidden.append(total / count.clamp(min=1)[..., None].to(h.dtype))
     new_mask = torch.arange(width, device=mask.device)[None, :] < runs[:, None]
-    return TowerOutput(tuple(hidden), new_mask)  # type: ignore[arg-type]
+    # every real frame of a run has the run's label; padded frames write to a spare column that is dropped
+    run_label = torch.full((b, width + 1), blank, dtype=labels.dtype, device=labels.device)
+    run_label = run_label.scatter(1, torch.where(mask, run, width), labels)[:, :width]
+    is_char = (run_label != blank) & new_mask
+    chars_before = is_char.long().cumsum(-1) - is_char.long()  # characters that precede each run
+    positions = 2 * chars_before - (~is_char).long()  # character i: 2i; a pause before it: 2i - 1
+    return TowerOutput(tuple(hidden), new_mask, char_positions=positions)  # type: ignore[arg-type]
 
 
 class CTCCompressedTower(AugmentingTower):

@@ -209,7 +209,8 @@ class Transcriber:
         if d.beam_size < 1 or d.max_tokens_per_second <= 0 or d.repetition_penalty <= 0 or d.no_repeat_ngram_size < 0:
             raise ValueError(f"invalid decoding settings: {d}")
         if overrides.get("max_new_tokens") is None:
-            d = replace(d, max_new_tokens=max(d.max_new_tokens, token_caps([longest_seconds], d)[0]))
+            longest = max(self.speech.task_caps(t, token_caps([longest_seconds], d))[0] for t in TASKS)
+            d = replace(d, max_new_tokens=max(d.max_new_tokens, longest))
         return d
 
     # ------------------------------------------------------------------------------------------ batches
@@ -217,7 +218,7 @@ class Transcriber:
     def _search(self, task: str, states: TowerOutput, caps: list[int], d: DecodeConfig) -> list[list[int]]:
         n = states.mask.shape[0]
         ids = torch.tensor([self.speech.prompt_ids(task)] * n, device=self.device)
-        return generate(self.speech.model, ids, None, None, self.speech.options(d), max_new_tokens=caps,
+        return generate(self.speech.model, ids, None, None, self.speech.options(d, task), max_new_tokens=caps,
                         tower_outputs={TOWER: states})
 
     @torch.no_grad()
@@ -231,26 +232,27 @@ class Transcriber:
         """
         d = decoding or self.decoding
         audio, lens = pad_waves(waves)  # (B, T), (B,)
-        caps = [min(c, d.max_new_tokens) for c in token_caps((lens.double() / SAMPLE_RATE).tolist(), d)]
+        caps = token_caps((lens.double() / SAMPLE_RATE).tolist(), d)
         results: list[dict[str, Decoded]] = [{} for _ in waves]
         with self._autocast():
             states = self.speech.tower(audio.to(self.device), lens.to(self.device))  # once for every task
             for task in tasks:
-                seqs = self._search(task, states, caps, d)
-                texts = [self.speech.decode(s) for s in seqs]
+                task_caps = [min(c, d.max_new_tokens) for c in self.speech.task_caps(task, caps)]
+                seqs = self._search(task, states, task_caps, d)
+                texts = [self.speech.answer(task, self.speech.decode(s)) for s in seqs]
                 redone, n = set(), 0
                 loops = [i for i, t in enumerate(texts) if looped(t)] if fallback else []
                 if loops:
                     n = min(d.no_repeat_ngram_size or FALLBACK_NO_REPEAT_NGRAM, FALLBACK_NO_REPEAT_NGRAM)
                     strict = replace(d, no_repeat_ngram_size=n)
-                    again = self._search(task, states.select(loops), [caps[i] for i in loops], strict)
+                    again = self._search(task, states.select(loops), [task_caps[i] for i in loops], strict)
                     for i, seq in zip(loops, again):
-                        text = self.speech.decode(seq)
+                        text = self.speech.answer(task, self.speech.decode(seq))
                         if repeated_run(text) < repeated_run(texts[i]):
                             seqs[i], texts[i] = seq, text
                             redone.add(i)
                 for i, (seq, text) in enumerate(zip(seqs, texts)):
-                    results[i][task] = Decoded(text, seq, caps[i], fallback=n if i in redone else 0)
+                    results[i][task] = Decoded(text, seq, task_caps[i], fallback=n if i in redone else 0)
                 if alignments:
                     from speech_calm.alignment import token_attention
 

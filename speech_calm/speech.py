@@ -68,7 +68,16 @@ class SpeechModel:
         self.eos_ids = tuple(sorted({eos, *_generation_eos(model)}))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
         self._prompts = {task: self._encode_prompt(task) for task in TASKS}
+        # the first token of the English marker as it follows a transcript (ends a chained transcript)
+        self._marker_start = self.tokenizer(cfg.prompts.english_marker, add_special_tokens=False)["input_ids"][0]
         self._head = output_head(model.anchor)
+        self._token_chars: torch.Tensor | None = None
+        if getattr(model, "uses_offsets", False):
+            # characters each token writes (special tokens none); targets start with a space m_A's transcript
+            # lacks, so the count starts at -1
+            pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=True)
+            self._token_chars = torch.tensor([len(p) for p in pieces], dtype=torch.float32)
+            model.set_token_chars(self._token_chars, start=-1)
 
     @property
     def device(self) -> torch.device:
@@ -81,7 +90,9 @@ class SpeechModel:
     # ---------------------------------------------------------------------------------------- text
 
     def _encode_prompt(self, task: str) -> list[int]:
-        text = getattr(self.cfg.prompts, task).format(language=self.language.capitalize())
+        # chained, both tasks read one prompt: a transcript is the part before the English marker
+        name = "translate_chained" if self.cfg.chain_translation else task
+        text = getattr(self.cfg.prompts, name).format(language=self.language.capitalize())
         return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
 
     def prompt_ids(self, task: str) -> list[int]:
@@ -89,12 +100,61 @@ class SpeechModel:
             raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
         return self._prompts[task]
 
-    def target_ids(self, text: str) -> list[int]:
-        """A target's tokens: a leading space (it follows the prompt's colon), then the text and <eos>."""
-        return list(self.tokenizer(" " + text.strip(), add_special_tokens=False)["input_ids"]) + [self.eos_ids[0]]
+    def target_ids(self, text: str, task: str = "translate") -> list[int]:
+        """A target's tokens: a leading space (it follows the prompt's colon), then the text and <eos>. With
+        `char_targets` a transcript (a transcribe target, or a chained one's part before the English marker)
+        is written one character per token."""
+        text = " " + text.strip()
+        if not self.cfg.char_targets or (task == "translate" and not self.cfg.chain_translation):
+            return self._ids(text) + [self.eos_ids[0]]
+        marker = self.cfg.prompts.english_marker
+        transcript, found, english = text.partition(marker) if task == "translate" else (text, "", "")
+        ids = [i for ch in transcript for i in self._ids(ch)]
+        return ids + (self._ids(found + english) if found else []) + [self.eos_ids[0]]
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
+    def training_target(self, task: str, transcript: str, translation: str | None) -> str:
+        """The text a task's target holds: the transcript, the translation, or with `chain_translation` the
+        transcript, the English marker and the translation (one row that trains both tasks)."""
+        if task == "transcribe":
+            return transcript
+        if translation is None:
+            raise ValueError("a translate target needs a translation")
+        if self.cfg.chain_translation:
+            return f"{transcript.strip()}{self.cfg.prompts.english_marker} {translation.strip()}"
+        return translation
+
+    def training_tasks(self, has_translation: bool) -> list[str]:
+        """The rows one utterance gives: one per recipe task with a target; chained, a single row (the
+        translate row holds the transcript too; without a translation, the transcript alone)."""
+        tasks = [t for t in self.cfg.tasks if t == "transcribe" or has_translation]
+        if self.cfg.chain_translation and tasks:
+            return ["translate" if "translate" in tasks else "transcribe"]
+        return tasks
+
+    def task_caps(self, task: str, caps: list[int]) -> list[int]:
+        """Per-item token caps for `task`: 3x for transcripts one character per token, and a chained
+        translation's transcript on top of the English."""
+        scale = 3 if self.cfg.char_targets else 1
+        if task == "translate" and self.cfg.chain_translation:
+            return [(scale + 1) * c for c in caps]
+        return [scale * c for c in caps] if task == "transcribe" else caps
+
+    def answer(self, task: str, text: str) -> str:
+        """What a generated text answers: with `chain_translation`, the transcript before the English marker
+        or the translation after it (empty if the marker never came)."""
+        if not self.cfg.chain_translation:
+            return text
+        marker = self.cfg.prompts.english_marker.strip()
+        transcript, found, english = text.partition(marker)
+        if task == "transcribe":
+            return transcript.strip()
+        return english.strip() if found else ""
 
     # ---------------------------------------------------------------------------------------- training
 
@@ -102,18 +162,41 @@ class SpeechModel:
              targets: Sequence[str], tower_inputs: dict[str, dict] | None = None) -> torch.Tensor:
         """Mean cross-entropy over target tokens. `module` is the composition (or its DDP wrapper); logits are
         computed only at target positions."""
-        batch = lm_batch([self.prompt_ids(t) for t in tasks], [self.target_ids(x) for x in targets],
-                         self.pad_id).to(self.device)
-        return batch_loss(module, batch, self._head, tower_outputs=tower_outputs, tower_inputs=tower_inputs)
+        target_ids = [self.target_ids(x, t) for x, t in zip(targets, tasks)]
+        batch = lm_batch([self.prompt_ids(t) for t in tasks], target_ids, self.pad_id).to(self.device)
+        return batch_loss(module, batch, self._head, tower_outputs=tower_outputs, tower_inputs=tower_inputs,
+                          **self.forced_kwargs(target_ids, batch.input_ids.shape[1]))
+
+    def forced_kwargs(self, target_ids: Sequence[Sequence[int]], length: int) -> dict[str, torch.Tensor]:
+        """Extra forward arguments for a teacher-forced pass over rows that end with `target_ids`, left-padded
+        to `length`: the characters written, when the bridges read m_A by offset (else nothing)."""
+        if self._token_chars is None:
+            return {}
+        return {"written": self.chars_written(target_ids, length).to(self.device)}
+
+    def chars_written(self, target_ids: Sequence[Sequence[int]], length: int) -> torch.Tensor:
+        """(B, length) characters of each target read at every position of its left-padded `lm_batch` row:
+        0 over the prompt, then the running count after each target token (less the leading space), as
+        `Composition` counts them while decoding."""
+        assert self._token_chars is not None
+        written = torch.zeros(len(target_ids), length)
+        for row, ids in enumerate(target_ids):
+            counts = (self._token_chars[torch.tensor(list(ids))].cumsum(0) - 1).clamp(min=0)
+            written[row, length - len(ids):] = counts
+        return written
 
     # ---------------------------------------------------------------------------------------- generation
 
-    def options(self, decoding: DecodeConfig | None = None) -> DecodingOptions:
+    def options(self, decoding: DecodeConfig | None = None, task: str = "translate") -> DecodingOptions:
+        """Search settings for `task`; a chained transcript also ends where the English marker begins."""
         d = decoding or self.cfg.decoding
+        eos = self.eos_ids
+        if task == "transcribe" and self.cfg.chain_translation:
+            eos = (*eos, self._marker_start)
         return DecodingOptions(
             max_new_tokens=d.max_new_tokens, beam_size=d.beam_size, length_penalty=d.length_penalty,
             no_repeat_ngram_size=d.no_repeat_ngram_size, repetition_penalty=d.repetition_penalty,
-            eos_token_ids=self.eos_ids, pad_token_id=self.pad_id,
+            eos_token_ids=eos, pad_token_id=self.pad_id,
         )
 
     @torch.no_grad()
@@ -142,11 +225,11 @@ class SpeechModel:
             seconds = (frames / rate).tolist() if rate else [math.inf] * n
         else:
             n, inputs, seconds = batch_size or 1, None, [math.inf] * (batch_size or 1)
-        caps = token_caps(seconds, d)
+        caps = self.task_caps(task, token_caps(seconds, d))
         ids = torch.tensor([self.prompt_ids(task)] * n, device=self.device)
-        out = generate(self.model, ids, None, inputs, self.options(d), max_new_tokens=caps,
+        out = generate(self.model, ids, None, inputs, self.options(d, task), max_new_tokens=caps,
                        tower_outputs=tower_outputs)
-        return [self.decode(seq) for seq in out]
+        return [self.answer(task, self.decode(seq)) for seq in out]
 
 
 def token_caps(seconds: Sequence[float], d: DecodeConfig) -> list[int]:

@@ -35,17 +35,21 @@ class TowerOutput:
         embeddings excluded), each (B, S, D_A).
     mask: (B, S) bool, True where the frame or token is real (False = padding).
     cache: a text tower's KV cache when called with `use_cache=True` (aligned mode), else None.
+    char_positions: (B, S) long, CTC-compressed speech only: 2 x the index of the character each state stands
+        for in the transcript m_A reads (odd 2i-1: a pause before character i); what `bridge.offset_bias` uses.
     """
 
     hidden_states: tuple[torch.Tensor, ...]
     mask: torch.Tensor
     cache: Any = None
+    char_positions: torch.Tensor | None = None
 
     def select(self, rows: list[int]) -> TowerOutput:
         """Batch rows `rows` of an encoder-mode output (states computed once, decoded again for some rows)."""
         index = torch.tensor(rows, device=self.mask.device)
         states = tuple(h[index] if h is not None else None for h in self.hidden_states)
-        return TowerOutput(states, self.mask[index])  # type: ignore[arg-type]
+        chars = self.char_positions[index] if self.char_positions is not None else None
+        return TowerOutput(states, self.mask[index], char_positions=chars)  # type: ignore[arg-type]
 
 
 class AugmentingTower(nn.Module):

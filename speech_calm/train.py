@@ -85,10 +85,11 @@ def seed_everything(seed: int) -> None:
 
 
 def param_groups(params: dict[str, torch.nn.Parameter], cfg: OptimConfig) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on matrices only; gates get `gate_lr_scale` × the learning rate."""
+    """AdamW groups: weight decay on matrices only; gates (and offset-bias tables, whose prior must move
+    by whole units within a short run) get `gate_lr_scale` × the learning rate, without decay."""
     decay, no_decay, gates = [], [], []
     for name, p in params.items():
-        if name.endswith("gate.scale"):
+        if name.endswith(("gate.scale", "offset_bias")):
             gates.append(p)
         elif p.dim() < 2:
             no_decay.append(p)

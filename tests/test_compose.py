@@ -225,6 +225,63 @@ def test_window_errors() -> None:
         Composition(tiny.anchor("llama"), {"s": tiny.speech_tower("conformer")}, BridgeConfig(every=1, window=2))
 
 
+def offset_bridge() -> tuple[Bridge, BridgeMemory, torch.Tensor]:
+    """A 4-head bridge with `offset_bias` and zero queries (content plays no part), its memory over 9 slots
+    at character positions -1..10 (odd: pauses), and anchor states (1, 3, 16)."""
+    torch.manual_seed(0)
+    bridge = Bridge(8, 16, 4, offset_bias=4)
+    with torch.no_grad():
+        bridge.q.weight.zero_()
+        bridge.gate.scale.fill_(0.7)
+    chars = torch.tensor([[-1, 0, 1, 2, 4, 6, 7, 8, 10]])  # characters 0..5 at slots 1, 3, 4, 5, 7, 8
+    memory = bridge.memory(torch.randn(1, 9, 8), torch.ones(1, 9, dtype=torch.bool), chars)
+    return bridge, memory, torch.randn(1, 3, 16)
+
+
+def test_offset_bias_points_each_head_at_its_character() -> None:
+    bridge, memory, hidden = offset_bridge()
+    calls: list[torch.Tensor] = []
+    bridge.record = calls.append
+    written = torch.tensor([[2.0, 3.0, 1.0]])
+    with torch.no_grad():
+        bridge(hidden, memory, written=written)
+    slot_of_char = {0: 1, 1: 3, 2: 4, 3: 5, 4: 7, 5: 8}
+    best = calls[0][0].argmax(-1)  # (H, T)
+    for t, w in enumerate(written[0].tolist()):  # head h peaks at character written + h - 1
+        assert best[:, t].tolist() == [slot_of_char[int(w) + h - 1] for h in range(4)]
+    # the gate decides per query how much position counts: shut, attention is uniform again
+    with torch.no_grad():
+        bridge.offset_gate.bias.fill_(-30.0)
+        bridge(hidden, memory, written=written)
+    torch.testing.assert_close(calls[1], torch.full_like(calls[1], 1 / 9))
+
+
+def test_offset_bias_reads_the_memory_in_order_as_characters_are_written() -> None:
+    bridge, memory, hidden = offset_bridge()
+    with torch.no_grad():
+        early = bridge(hidden, memory, written=torch.zeros(1, 3))
+        value = memory.value.clone()
+        value[:, :, 8] += 1.0  # character 5: far from a query that has written nothing, next for one at 5
+        changed = BridgeMemory(memory.key, value, memory.mask, memory.char_positions)
+        moved_early = (bridge(hidden, changed, written=torch.zeros(1, 3)) - early).abs().amax()
+        late = bridge(hidden, memory, written=torch.full((1, 3), 5.0))
+        moved_late = (bridge(hidden, changed, written=torch.full((1, 3), 5.0)) - late).abs().amax()
+    assert moved_late > 50 * moved_early  # a prior, not a mask: far slots still count a little
+
+
+def test_offset_bias_errors() -> None:
+    with pytest.raises(ConfigError, match="offset_bias must be >= 1"):
+        Bridge(8, 16, 4, offset_bias=0)
+    with pytest.raises(ConfigError, match="needs m_A states with character positions"):
+        Bridge(8, 16, 4, offset_bias=2).memory(torch.randn(1, 3, 8), torch.ones(1, 3, dtype=torch.bool))
+    with pytest.raises(ConfigError, match="offset_bias is for encoder mode"):
+        Composition(tiny.anchor("llama"), {"lm": tiny.text_tower()},
+                    BridgeConfig(every=1, mode="aligned", offset_bias=2))
+    bridge, memory, hidden = offset_bridge()
+    with pytest.raises(ValueError, match="needs the characters written"):
+        bridge(hidden, memory)
+
+
 def test_two_towers_augment_one_anchor() -> None:
     anchor = tiny.anchor("gemma3")
     model = Composition(

@@ -38,8 +38,10 @@ def needed_layers(model: nn.Module) -> list[int]:
     return [model.tower_layer]
 
 
-def pad_states(states: list[dict[int, torch.Tensor]], num_layers: int, device: torch.device) -> TowerOutput:
-    """Cached per-utterance states {layer: (S_i, D)} → a TowerOutput with (B, S, D) for the cached layers."""
+def pad_states(states: list[dict[int, torch.Tensor]], num_layers: int, device: torch.device,
+               char_positions: list[torch.Tensor] | None = None) -> TowerOutput:
+    """Cached per-utterance states {layer: (S_i, D)} (and char positions (S_i,)) → a TowerOutput with
+    (B, S, D) for the cached layers."""
     lengths = [next(iter(s.values())).shape[0] for s in states]
     width = max(lengths)
     layers = sorted(states[0])
@@ -51,7 +53,12 @@ def pad_states(states: list[dict[int, torch.Tensor]], num_layers: int, device: t
             x[i, : lengths[i]] = s[layer].to(device)
         hidden[layer] = x
     mask = torch.arange(width, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]
-    return TowerOutput(tuple(hidden), mask)  # type: ignore[arg-type]
+    chars = None
+    if char_positions is not None:
+        chars = torch.zeros(len(states), width, dtype=torch.long, device=device)
+        for i, c in enumerate(char_positions):
+            chars[i, : lengths[i]] = c.to(device)
+    return TowerOutput(tuple(hidden), mask, char_positions=chars)  # type: ignore[arg-type]
 
 
 class ComposeStage(Stage):
@@ -68,13 +75,15 @@ class ComposeStage(Stage):
         self.module = model = self.speech.model
         lang = [cfg.language]
         self.train = read_split(self.recipe.data.dirs, "train", lang)
-        self.items = [(i, task) for i, u in enumerate(self.train) for task in cfg.tasks if _target(u, task)]
+        self.items = [(i, task) for i, u in enumerate(self.train)
+                      for task in self.speech.training_tasks(bool(u.translation))]
         self.dev_items = dev_subset(read_split(self.recipe.data.dirs, "dev", lang), self.train_config.eval_items)
         self.audio = AudioStore()
         self.layers = needed_layers(model)
         self.states: list[dict[int, torch.Tensor]] | None = None
+        self.char_positions: list[torch.Tensor] | None = None
         if cfg.cache_tower_states:
-            self.states = self._tower_states(self.train)
+            self.states, self.char_positions = self._tower_states(self.train)
         if self.rt.is_main:
             n_train = sum(p.numel() for _, p in model.trainable_parameters())
             n_anchor = sum(p.numel() for p in model.anchor.parameters())
@@ -83,9 +92,13 @@ class ComposeStage(Stage):
                   f"({100 * n_train / n_anchor:.2f}% of the anchor's {n_anchor / 1e6:.0f} M); "
                   f"{len(self.items)} training rows from {len(self.train)} utterances", flush=True)
 
-    def _tower_states(self, utts: list[Utterance]) -> list[dict[int, torch.Tensor]]:
-        """m_A states of the layers the bridges read, per utterance, computed once (frozen m_A)."""
+    def _tower_states(self, utts: list[Utterance]) -> tuple[list[dict[int, torch.Tensor]],
+                                                            list[torch.Tensor] | None]:
+        """m_A states of the layers the bridges read, per utterance, computed once (frozen m_A), and the
+        slots' character positions when the tower gives them (CTC compression)."""
         states: list[dict[int, torch.Tensor]] = [{} for _ in utts]
+        chars: list[torch.Tensor] = [torch.zeros(0, dtype=torch.long) for _ in utts]
+        has_chars = False
         order = sorted(range(len(utts)), key=lambda i: utts[i].duration)
         tower = self.speech.tower
         bar = tqdm(total=len(utts), desc="m_A states", disable=not self.rt.is_main, dynamic_ncols=True)
@@ -96,9 +109,12 @@ class ComposeStage(Stage):
             for row, i in enumerate(group):
                 n = int(out.mask[row].sum())
                 states[i] = {layer: out.hidden_states[layer][row, :n].float().cpu() for layer in self.layers}
+                if out.char_positions is not None:
+                    has_chars = True
+                    chars[i] = out.char_positions[row, :n].cpu()
             bar.update(len(group))
         bar.close()
-        return states
+        return states, chars if has_chars else None
 
     def trainable(self) -> list[tuple[str, nn.Parameter]]:
         return list(self.module.trainable_parameters())
@@ -112,10 +128,11 @@ class ComposeStage(Stage):
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         utts = [self.train[i] for i, _ in batch]
         tasks = [task for _, task in batch]
-        targets = [_target(u, t) for u, t in zip(utts, tasks)]
+        targets = [self.speech.training_target(t, u.text, u.translation) for u, t in zip(utts, tasks)]
         if self.states is not None:
+            chars = [self.char_positions[i] for i, _ in batch] if self.char_positions is not None else None
             outputs = {TOWER: pad_states([self.states[i] for i, _ in batch], self.speech.tower.num_layers,
-                                         self.rt.device)}
+                                         self.rt.device, chars)}
             return self.speech.loss(model, outputs, tasks, targets)
         audio, lens = self.audio.batch(utts)
         inputs = {TOWER: {"audio": audio.to(self.rt.device), "audio_lens": lens.to(self.rt.device)}}
@@ -130,10 +147,10 @@ class ComposeStage(Stage):
             for group in chunks(items, self.cfg.eval_batch_size):
                 audio, lens = self.audio.batch(group)
                 inputs = {TOWER: {"audio": audio.to(self.rt.device), "audio_lens": lens.to(self.rt.device)}}
-                targets = [_target(u, task) for u in group]
+                targets = [self.speech.training_target(task, u.text, u.translation) for u in group]
                 losses.append(float(self.speech.loss(self.module, None, [task] * len(group), targets, inputs)))
                 hyps.extend(self.speech.generate(task, audio, lens))
-                refs.extend(targets)
+                refs.extend(_target(u, task) for u in group)
             if task == "transcribe":
                 out.update(transcript_scores(refs, hyps, language_script(self.cfg.language)))
             else:
