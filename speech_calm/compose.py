@@ -590,7 +590,9 @@ class Composition(FrozenTowersModule):
         if memory.written is None:
             memory.written = torch.full((b,), self.chars_start, device=input_ids.device)
             return torch.zeros(b, t, device=input_ids.device)
-        chars = self.token_chars.to(input_ids.device)[input_ids]  # (B, T)
+        if self.token_chars.device != input_ids.device:  # once, not a (V,) copy at every generated token
+            self.token_chars = self.token_chars.to(input_ids.device)
+        chars = self.token_chars[input_ids]  # (B, T)
         total = memory.written[:, None] + chars.cumsum(-1)
         memory.written = total[:, -1]
         return total.clamp(min=0)
