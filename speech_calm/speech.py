@@ -69,7 +69,7 @@ class SpeechModel:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
         self._prompts = {task: self._encode_prompt(task) for task in TASKS}
         # the first token of the English marker as it follows a transcript (ends a chained transcript)
-        self._marker_start = self.tokenizer(cfg.prompts.english_marker, add_special_tokens=False)["input_ids"][0]
+        self._marker_start = self._ids(cfg.prompts.english_marker)[0]
         self._head = output_head(model.anchor)
         self._token_chars: torch.Tensor | None = None
         if getattr(model, "uses_offsets", False):
