@@ -167,6 +167,12 @@ class ComposeStageConfig:
     # write transcripts one character per token (every character is one token of the anchor's vocabulary):
     # the bridges then copy what m_A heard character by character instead of composing multi-character tokens
     char_targets: bool = False  # transcripts one character per token
+    # with char_targets, a transcript (a chained translation's too, up to the English marker) is scored and
+    # decoded over the language's script characters, space, digits and what ends it only: it holds nothing
+    # else, and a 262k-way head is most of a CPU training step
+    script_vocab: bool = False  # transcripts scored and decoded over the script's character tokens only
+    task_repeats: dict[Task, int] = field(default_factory=dict)  # rows per utterance and epoch (default 1 each)
+    task_batches: bool = False  # every batch holds rows of one task (no padding of short targets to long ones)
     cache_tower_states: bool = True  # compute frozen m_A states once for the training set (memory permitting)
     eval_batch_size: int = 16  # items per decoding batch at evaluation
     decoding: DecodeConfig = field(default_factory=DecodeConfig)  # search used at evaluation and inference

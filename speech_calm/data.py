@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -118,6 +118,39 @@ def bucket_batches(
     if shuffle:
         rng.shuffle(batches)
     return batches
+
+
+def task_batches(
+    tasks: Sequence[str],
+    durations: Sequence[float],
+    batch_size: int,
+    max_batch_seconds: float | None,
+    seed: int,
+    epoch: int,
+    repeats: Mapping[str, int] | None = None,
+    by_task: bool = False,
+) -> list[list[int]]:
+    """`bucket_batches` for rows of several tasks (row k: `tasks[k]`, `durations[k]`).
+
+    repeats: rows of a task per epoch (default 1). A task repeated R times joins R passes over the rows, each
+    bucketed apart, so one row's copies fall in different batches. by_task: each task is bucketed alone, so a
+    short target (a translation) is never padded to a long one (a transcript). Batches of all passes and
+    tasks are shuffled together. With neither, exactly `bucket_batches`. Deterministic for (seed, epoch).
+    """
+    repeats = repeats or {}
+    passes = max([1, *repeats.values()])
+    out: list[list[int]] = []
+    for r in range(passes):
+        pool = [k for k, task in enumerate(tasks) if repeats.get(task, 1) > r]
+        names = sorted({tasks[k] for k in pool}) if by_task else [None]
+        for name in names:
+            rows = [k for k in pool if name is None or tasks[k] == name]
+            groups = bucket_batches([durations[k] for k in rows], batch_size, max_batch_seconds,
+                                    seed + 7919 * r, epoch)  # each pass its own shuffle
+            out += [[rows[j] for j in g] for g in groups]
+    if passes > 1 or by_task:
+        random.Random(seed * 1_000_003 + epoch).shuffle(out)  # passes and tasks interleaved
+    return out
 
 
 class AudioStore:
@@ -234,8 +267,8 @@ def output_head(anchor: torch.nn.Module) -> tuple[torch.nn.Module, float | None]
     return head, getattr(config, "final_logit_softcapping", None)
 
 
-def target_loss(hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Module,
-                softcap: float | None = None) -> torch.Tensor:
+def target_loss(hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Module, softcap: float | None = None,
+                vocab: torch.Tensor | None = None, closed: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy computed from the final (normed) hidden states at target tokens only.
 
     hidden: (B, L, D), the anchor's last entry of `hidden_states`; labels: (B, K) for the last K positions as
@@ -243,25 +276,54 @@ def target_loss(hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Modul
     strided (B, K, D) view that the head multiplies as a batched matmul, padding and all. Gathering the N
     target positions first makes one contiguous (N, D) @ (D, V) product — with Gemma's 262k vocabulary the
     head is most of a training step on a CPU, and this halves it or better.
+
+    vocab: optional sorted (V',) token ids, a closed output vocabulary: the target positions `closed` (B, K)
+    bool (all when None) are scored by a softmax over those tokens only, through V' rows of the head instead
+    of V (decoding must then allow only them there too: `DecodingOptions.allowed_token_ids`).
     """
     k = labels.shape[1]
     keep = labels != IGNORE_INDEX  # (B, K)
-    picked = hidden[:, hidden.shape[1] - k:][keep]  # (N, D), contiguous
-    logits = head(picked).float()  # (N, V)
+    tail = hidden[:, hidden.shape[1] - k:]
+    if vocab is None:
+        return _cross_entropy(head(tail[keep]), labels[keep], softcap).sum() / keep.sum()  # (N, D) contiguous
+    inside = keep if closed is None else keep & closed.to(keep.device)
+    closed, full = inside, keep & ~inside
+    total = hidden.new_zeros((), dtype=torch.float32)
+    if full.any():
+        total = total + _cross_entropy(head(tail[full]), labels[full], softcap).sum()
+    if closed.any():
+        vocab = vocab.to(labels.device)
+        wanted = labels[closed]
+        local = torch.searchsorted(vocab, wanted).clamp(max=len(vocab) - 1)
+        if (vocab[local] != wanted).any():
+            missing = sorted(set(wanted[vocab[local] != wanted].tolist()))[:5]
+            raise ValueError(f"target tokens {missing} are outside the closed output vocabulary; every target "
+                             "token at a closed position must be in `vocab`")
+        bias = None if head.bias is None else head.bias[vocab]
+        logits = torch.nn.functional.linear(tail[closed], head.weight[vocab], bias)  # (N', V')
+        total = total + _cross_entropy(logits, local, softcap).sum()
+    return total / keep.sum()
+
+
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, softcap: float | None) -> torch.Tensor:
+    """Per-token cross-entropy (N,) of logits (N, V), in fp32, after the anchor's soft-capping if it has one."""
+    logits = logits.float()
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
-    return torch.nn.functional.cross_entropy(logits, labels[keep])
+    return torch.nn.functional.cross_entropy(logits, labels, reduction="none")
 
 
 def batch_loss(module: torch.nn.Module, batch: LMBatch, head: tuple[torch.nn.Module, float | None],
+               vocab: torch.Tensor | None = None, closed: torch.Tensor | None = None,
                **inputs: Any) -> torch.Tensor:
     """`target_loss` of one forward of `module` (an anchor wrapper, composition, or their DDP wrapper) on `batch`;
-    `head` from `output_head`, `inputs` the module's other forward arguments (tower inputs or outputs)."""
+    `head` from `output_head`, `vocab`/`closed` a closed output vocabulary (see `target_loss`), `inputs` the
+    module's other forward arguments (tower inputs or outputs)."""
     # The anchor's own head runs on the last position only; as an index tensor (not the int 1) that position is
     # gathered contiguously and costs a plain matmul.
     last = torch.tensor([-1], device=batch.input_ids.device)
     out = module(batch.input_ids, batch.attention_mask, logits_to_keep=last, output_hidden_states=True, **inputs)
-    return target_loss(out.hidden_states[-1], batch.labels, *head)
+    return target_loss(out.hidden_states[-1], batch.labels, *head, vocab=vocab, closed=closed)
 
 
 def chunks(items: Sequence, size: int) -> Iterable[Sequence]:

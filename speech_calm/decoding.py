@@ -29,6 +29,9 @@ class DecodingOptions:
     eos_token_ids: tuple[int, ...] = ()  # generation of an item ends at any of these
     pad_token_id: int = 0  # fills rows that have finished
     use_cache: bool = True  # False recomputes everything at every step (for checking the cache)
+    # a task's closed output vocabulary (e.g. a script's characters): every other token gets probability 0
+    allowed_token_ids: tuple[int, ...] | None = None
+    allowed_until: int | None = None  # a row generating this token is free of `allowed_token_ids` from then on
 
 
 def generate(
@@ -67,8 +70,16 @@ def generate(
 
 
 def _adjust(logits: torch.Tensor, generated: torch.Tensor, options: DecodingOptions) -> torch.Tensor:
-    """Log-probabilities (N, V) after repetition penalty and n-gram blocking over `generated` (N, G)."""
+    """Log-probabilities (N, V) over the allowed tokens (all by default, or until `allowed_until`), after
+    repetition penalty and n-gram blocking over `generated` (N, G)."""
     logits = logits.float()
+    if options.allowed_token_ids is not None:
+        allowed = torch.tensor(options.allowed_token_ids, device=logits.device)
+        closed = torch.full_like(logits, -float("inf")).index_copy(1, allowed, logits.index_select(1, allowed))
+        if options.allowed_until is not None and generated.shape[1]:
+            free = (generated == options.allowed_until).any(1, keepdim=True)  # (N, 1)
+            closed = torch.where(free, logits, closed)
+        logits = closed
     if options.repetition_penalty != 1.0 and generated.shape[1]:
         seen = torch.gather(logits, 1, generated)
         seen = torch.where(seen > 0, seen / options.repetition_penalty, seen * options.repetition_penalty)

@@ -153,9 +153,34 @@ def repeated_run(text: str, max_unit: int = 4) -> int:
     return best
 
 
+def repeated_chars(text: str, max_unit: int = 4) -> int:
+    """Characters covered by the longest run of a unit of 1..`max_unit` characters repeated back to back,
+    counting only runs of >= 4 repeats ("కావాలిలిలిలిలి" → 10); 0 when nothing loops. A transcript written
+    one character per token can loop inside a word, which `repeated_run` does not see."""
+    best = 0
+    for n in range(1, max_unit + 1):
+        i = 0
+        while i + 2 * n <= len(text):
+            reps = 1
+            while text[i + reps * n : i + (reps + 1) * n] == text[i : i + n]:
+                reps += 1
+            if reps >= 4:
+                best = max(best, reps * n)
+                i += reps * n
+            else:
+                i += 1
+    return best
+
+
 def looped(text: str) -> bool:
-    """Output that runs in a loop: some unit of words repeated back to back over at least 6 words."""
-    return repeated_run(text) >= 6
+    """Output that runs in a loop: some unit of words repeated back to back over at least 6 words, or a unit
+    of a few characters over at least 12 characters."""
+    return repeated_run(text) >= 6 or repeated_chars(text) >= 12
+
+
+def loop_size(text: str) -> tuple[int, int]:
+    """How much `text` loops, to compare two decodings: words in word loops first, then characters."""
+    return repeated_run(text), repeated_chars(text)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -224,7 +249,8 @@ class Transcriber:
     @torch.no_grad()
     def decode(self, waves: Sequence[np.ndarray], tasks: Sequence[str], decoding: DecodeConfig | None = None,
                fallback: bool = True, alignments: bool = False) -> list[dict[str, Decoded]]:
-        """Decode each 16 kHz mono waveform (N_i,) whole, as one batch: m_A once, then one search per task.
+        """Decode each 16 kHz mono waveform (N_i,) whole, as one batch: m_A once, then one search per task (one
+        for both when chained: the transcript is the translation's part before the English marker).
 
         fallback: decode outputs that loop again with n-gram blocking (kept when they loop less).
         alignments: also compute each output's cross-attention over the audio (one extra forward per item).
@@ -236,21 +262,27 @@ class Transcriber:
         results: list[dict[str, Decoded]] = [{} for _ in waves]
         with self._autocast():
             states = self.speech.tower(audio.to(self.device), lens.to(self.device))  # once for every task
+            shared = self.speech.shared_search(tasks)
             for task in tasks:
+                if shared and task == "transcribe":
+                    continue  # read off the translation's search below
                 task_caps = [min(c, d.max_new_tokens) for c in self.speech.task_caps(task, caps)]
                 seqs = self._search(task, states, task_caps, d)
-                texts = [self.speech.answer(task, self.speech.decode(s)) for s in seqs]
+                said = [self.speech.decode(s) for s in seqs]  # all of it: a chained output loops in its transcript
                 redone, n = set(), 0
-                loops = [i for i, t in enumerate(texts) if looped(t)] if fallback else []
+                loops = [i for i, t in enumerate(said) if looped(t)] if fallback else []
                 if loops:
+                    # 3-grams of tokens: with a transcript one character per token that also stops a loop of a
+                    # syllable (9-grams let it run on with variations); the result is kept only if it loops less
                     n = min(d.no_repeat_ngram_size or FALLBACK_NO_REPEAT_NGRAM, FALLBACK_NO_REPEAT_NGRAM)
                     strict = replace(d, no_repeat_ngram_size=n)
                     again = self._search(task, states.select(loops), [task_caps[i] for i in loops], strict)
                     for i, seq in zip(loops, again):
-                        text = self.speech.answer(task, self.speech.decode(seq))
-                        if repeated_run(text) < repeated_run(texts[i]):
-                            seqs[i], texts[i] = seq, text
+                        text = self.speech.decode(seq)
+                        if loop_size(text) < loop_size(said[i]):
+                            seqs[i], said[i] = seq, text
                             redone.add(i)
+                texts = [self.speech.answer(task, t) for t in said]
                 for i, (seq, text) in enumerate(zip(seqs, texts)):
                     results[i][task] = Decoded(text, seq, task_caps[i], fallback=n if i in redone else 0)
                 if alignments:
@@ -258,7 +290,25 @@ class Transcriber:
 
                     for i, seq in enumerate(seqs):
                         results[i][task].alignment = token_attention(self.speech, states.select([i]), task, seq)
+            if shared:
+                caps = [min(c, d.max_new_tokens) for c in self.speech.task_caps("transcribe", caps)]
+                results = [self._transcript_of(r, tasks, cap, states.select([i]) if alignments else None)
+                           for i, (r, cap) in enumerate(zip(results, caps))]
         return results
+
+    def _transcript_of(self, result: dict[str, Decoded], tasks: Sequence[str], cap: int,
+                       states: TowerOutput | None) -> dict[str, Decoded]:
+        """`result` (a chained translation) with the transcript it starts with (cut at the transcript's token
+        `cap`) as the transcribe output, in the order of `tasks`; with the transcript's own alignment when
+        `states` (one item's m_A states) are given."""
+        said = result["translate"]
+        tokens = self.speech.transcript_tokens(said.tokens)[:cap]
+        transcript = Decoded(self.speech.decode(tokens), tokens, cap, fallback=said.fallback)
+        if states is not None:
+            from speech_calm.alignment import token_attention
+
+            transcript.alignment = token_attention(self.speech, states, "transcribe", tokens)
+        return {task: transcript if task == "transcribe" else result[task] for task in tasks}
 
     # ------------------------------------------------------------------------------------------ files
 

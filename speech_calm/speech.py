@@ -25,6 +25,7 @@ from speech_calm.ctc_compress import CTCCompressedTower
 from speech_calm.data import batch_loss, lm_batch, output_head
 from speech_calm.decoding import DecodingOptions, generate
 from speech_calm.prefix import PrefixComposition, Projector
+from speech_calm.text import SCRIPTS, language_script
 from speech_calm.towers import AugmentingTower, TowerOutput, anchor_spec, load_anchor, load_speech_tower
 
 TOWER = "speech"  # the speech tower's name inside the composition
@@ -71,6 +72,7 @@ class SpeechModel:
         # the first token of the English marker as it follows a transcript (ends a chained transcript)
         self._marker_start = self._ids(cfg.prompts.english_marker)[0]
         self._head = output_head(model.anchor)
+        self._script_vocab = self._closed_vocab() if cfg.script_vocab else None
         self._token_chars: torch.Tensor | None = None
         if getattr(model, "uses_offsets", False):
             # characters each token writes (special tokens none); targets start with a space m_A's transcript
@@ -95,6 +97,18 @@ class SpeechModel:
         text = getattr(self.cfg.prompts, name).format(language=self.language.capitalize())
         return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
 
+    def _closed_vocab(self) -> torch.Tensor:
+        """Sorted token ids a char-target transcript can hold: each character of the language's script, space
+        and the ASCII digits as `target_ids` writes them, and what ends it (<eos>, the English marker's start)."""
+        if not self.cfg.char_targets:
+            raise ConfigError("compose.script_vocab needs compose.char_targets: true (a transcript written one "
+                              "character per token)")
+        chars = [chr(c) for lo, hi in SCRIPTS[language_script(self.language)] for c in range(lo, hi + 1)]
+        ids = {i for ch in [*chars, " ", *"0123456789"] for i in self._ids(ch)}
+        if self.cfg.chain_translation:
+            ids.add(self._marker_start)
+        return torch.tensor(sorted(ids | set(self.eos_ids)))
+
     def prompt_ids(self, task: str) -> list[int]:
         if task not in self._prompts:
             raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
@@ -104,13 +118,24 @@ class SpeechModel:
         """A target's tokens: a leading space (it follows the prompt's colon), then the text and <eos>. With
         `char_targets` a transcript (a transcribe target, or a chained one's part before the English marker)
         is written one character per token."""
+        closed, rest = self._target_parts(text, task)
+        return closed + rest
+
+    def _target_parts(self, text: str, task: str) -> tuple[list[int], list[int]]:
+        """`target_ids` in two parts: the tokens a char-target transcript predicts (its characters and what
+        ends it: <eos>, or the English marker's first token), which `script_vocab` scores over the script's
+        characters only; then the rest (BPE, scored over the whole vocabulary)."""
         text = " " + text.strip()
+        eos = [self.eos_ids[0]]
         if not self.cfg.char_targets or (task == "translate" and not self.cfg.chain_translation):
-            return self._ids(text) + [self.eos_ids[0]]
+            return [], self._ids(text) + eos
         marker = self.cfg.prompts.english_marker
         transcript, found, english = text.partition(marker) if task == "translate" else (text, "", "")
-        ids = [i for ch in transcript for i in self._ids(ch)]
-        return ids + (self._ids(found + english) if found else []) + [self.eos_ids[0]]
+        chars = [i for ch in transcript for i in self._ids(ch)]
+        if not found:
+            return chars + eos, []
+        rest = self._ids(found + english)
+        return chars + rest[:1], rest[1:] + eos
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -162,10 +187,18 @@ class SpeechModel:
              targets: Sequence[str], tower_inputs: dict[str, dict] | None = None) -> torch.Tensor:
         """Mean cross-entropy over target tokens. `module` is the composition (or its DDP wrapper); logits are
         computed only at target positions."""
-        target_ids = [self.target_ids(x, t) for x, t in zip(targets, tasks)]
+        parts = [self._target_parts(x, t) for x, t in zip(targets, tasks)]
+        target_ids = [a + b for a, b in parts]
         batch = lm_batch([self.prompt_ids(t) for t in tasks], target_ids, self.pad_id).to(self.device)
+        closed = {}
+        if self._script_vocab is not None:  # transcripts over the script's characters only
+            k = batch.labels.shape[1]
+            where = torch.zeros(batch.labels.shape, dtype=torch.bool)  # lm_batch right-aligns targets at k - 1
+            for row, (a, b) in enumerate(parts):
+                where[row, k - 1 - len(a) - len(b): k - 1 - len(b)] = True
+            closed = {"vocab": self._script_vocab, "closed": where}
         return batch_loss(module, batch, self._head, tower_outputs=tower_outputs, tower_inputs=tower_inputs,
-                          **self.forced_kwargs(target_ids, batch.input_ids.shape[1]))
+                          **closed, **self.forced_kwargs(target_ids, batch.input_ids.shape[1]))
 
     def forced_kwargs(self, target_ids: Sequence[Sequence[int]], length: int) -> dict[str, torch.Tensor]:
         """Extra forward arguments for a teacher-forced pass over rows that end with `target_ids`, left-padded
@@ -193,10 +226,15 @@ class SpeechModel:
         eos = self.eos_ids
         if task == "transcribe" and self.cfg.chain_translation:
             eos = (*eos, self._marker_start)
+        allowed, until = None, None
+        if self._script_vocab is not None and (task == "transcribe" or self.cfg.chain_translation):
+            # a chained translation: characters until the English marker begins, then any token
+            allowed = tuple(self._script_vocab.tolist())
+            until = self._marker_start if task == "translate" else None
         return DecodingOptions(
             max_new_tokens=d.max_new_tokens, beam_size=d.beam_size, length_penalty=d.length_penalty,
             no_repeat_ngram_size=d.no_repeat_ngram_size, repetition_penalty=d.repetition_penalty,
-            eos_token_ids=eos, pad_token_id=self.pad_id,
+            eos_token_ids=eos, pad_token_id=self.pad_id, allowed_token_ids=allowed, allowed_until=until,
         )
 
     @torch.no_grad()
@@ -211,6 +249,37 @@ class SpeechModel:
     ) -> list[str]:
         """Transcripts or translations of a batch: audio (B, T) at 16 kHz with lengths (B,), or precomputed
         tower outputs. Without either the anchor answers the prompt alone (one row per `batch_size`)."""
+        seqs, _ = self._generate_ids(task, audio, audio_lens, tower_outputs, decoding, batch_size)
+        return [self.answer(task, self.decode(seq)) for seq in seqs]
+
+    def shared_search(self, tasks: Sequence[str]) -> bool:
+        """Whether one search answers both tasks: chained, a translation starts with the transcript (a greedy
+        search writes the same transcript either way, up to the transcript's own token cap)."""
+        return bool(self.cfg.chain_translation) and {"transcribe", "translate"} <= set(tasks)
+
+    def transcript_tokens(self, tokens: Sequence[int]) -> list[int]:
+        """A chained output's transcript part: its tokens before the English marker's first token."""
+        tokens = list(tokens)
+        return tokens[: tokens.index(self._marker_start)] if self._marker_start in tokens else tokens
+
+    @torch.no_grad()
+    def generate_tasks(self, tasks: Sequence[str], audio: torch.Tensor, audio_lens: torch.Tensor,
+                       decoding: DecodeConfig | None = None) -> dict[str, list[str]]:
+        """{task: answers} for audio (B, T) with lengths (B,): one search per task, or one for both when
+        `shared_search`."""
+        if self.shared_search(tasks):
+            seqs, caps = self._generate_ids("translate", audio, audio_lens, None, decoding, None)
+            caps = self.task_caps("transcribe", caps)
+            return {task: [self.answer(task, self.decode(seq)) if task == "translate" else
+                           self.decode(self.transcript_tokens(seq)[:cap]) for seq, cap in zip(seqs, caps)]
+                    for task in tasks}
+        return {task: self.generate(task, audio, audio_lens, decoding=decoding) for task in tasks}
+
+    def _generate_ids(self, task: str, audio: torch.Tensor | None, audio_lens: torch.Tensor | None,
+                      tower_outputs: dict[str, TowerOutput] | None, decoding: DecodeConfig | None,
+                      batch_size: int | None) -> tuple[list[list[int]], list[int]]:
+        """`generate`'s token ids per item, and the items' token caps from their durations (before `task_caps`
+        scales them for the task)."""
         d = decoding or self.cfg.decoding
         if audio is not None:
             audio_lens = audio_lens if audio_lens is not None else torch.full((audio.shape[0],), audio.shape[1])
@@ -225,11 +294,11 @@ class SpeechModel:
             seconds = (frames / rate).tolist() if rate else [math.inf] * n
         else:
             n, inputs, seconds = batch_size or 1, None, [math.inf] * (batch_size or 1)
-        caps = self.task_caps(task, token_caps(seconds, d))
+        caps = token_caps(seconds, d)
         ids = torch.tensor([self.prompt_ids(task)] * n, device=self.device)
-        out = generate(self.model, ids, None, inputs, self.options(d, task), max_new_tokens=caps,
+        out = generate(self.model, ids, None, inputs, self.options(d, task), max_new_tokens=self.task_caps(task, caps),
                        tower_outputs=tower_outputs)
-        return [self.answer(task, self.decode(seq)) for seq in out]
+        return out, caps
 
 
 def token_caps(seconds: Sequence[float], d: DecodeConfig) -> list[int]:

@@ -406,6 +406,39 @@ def test_target_loss_equals_loss_over_kept_logits(anchor_kind: str) -> None:
     torch.testing.assert_close(got, expected)
 
 
+def test_target_loss_over_a_closed_vocabulary() -> None:
+    """Target positions scored over a closed vocabulary get the cross-entropy of a softmax over those tokens'
+    logits only (the full head's logits, other columns dropped); other positions keep the full softmax; the
+    mean runs over all target tokens. A target outside the closed vocabulary is an error, not a wrong loss."""
+    from speech_calm.data import lm_batch, output_head, target_loss
+
+    model = Composition(tiny.anchor("gemma3"), {"speech": tiny.speech_tower("conformer")}, SPEECH_EVERY)
+    open_gates(model)
+    audio, lens = tiny.audio_batch([16000, 9000, 12000])
+    inputs = {"speech": {"audio": audio, "audio_lens": lens}}
+    vocab = torch.tensor([3, 20, 21, 22, 23, 25, 26, 40])
+    batch = lm_batch([[5, 6, 7], [8, 9], [10, 11, 12, 13]], [[20, 21, 22, 23], [24], [25, 26]], pad_id=0)
+    closed = torch.zeros(batch.labels.shape, dtype=torch.bool)
+    closed[0], closed[2, :-2] = True, True  # row 0 closed, row 1 open, row 2 half: [25] closed, [26] open
+    out = model(batch.input_ids, batch.attention_mask, tower_inputs=inputs, output_hidden_states=True)
+    logits = out.logits[:, -batch.labels.shape[1]:]  # (B, K, V)
+    keep = batch.labels != -100
+    terms = []
+    for b, k in keep.nonzero().tolist():
+        target = int(batch.labels[b, k])
+        if closed[b, k]:
+            terms.append(-logits[b, k, vocab].log_softmax(-1)[vocab.tolist().index(target)])
+        else:
+            terms.append(-logits[b, k].log_softmax(-1)[target])
+    got = target_loss(out.hidden_states[-1], batch.labels, *output_head(model.anchor), vocab=vocab,
+                      closed=closed)
+    torch.testing.assert_close(got, torch.stack(terms).mean())
+    full = target_loss(out.hidden_states[-1], batch.labels, *output_head(model.anchor))
+    assert got < full  # the same targets, fewer competitors
+    with pytest.raises(ValueError, match=r"target tokens \[24\] are outside the closed output vocabulary"):
+        target_loss(out.hidden_states[-1], batch.labels, *output_head(model.anchor), vocab=vocab)
+
+
 @pytest.mark.parametrize("anchor_kind", tiny.ANCHORS)
 def test_queries_read_through_the_anchors_own_norms(anchor_kind: str) -> None:
     """Each bridge borrows the norm through which the anchor reads its layer: the next layer's input norm, or

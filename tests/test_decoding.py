@@ -152,3 +152,34 @@ def test_prompts_must_be_left_padded() -> None:
         generate(model, ids, mask, inputs)
 
 
+
+
+def test_allowed_tokens_close_the_vocabulary() -> None:
+    """Greedy and beam search emit only `allowed_token_ids`; greedy picks the best allowed token of the logits
+    the unconstrained model computes (the closed softmax renormalises, it does not reorder)."""
+    model, inputs = speech_model()
+    ids, mask = left_padded()
+    free = generate(model, ids, mask, inputs, DecodingOptions(max_new_tokens=6))
+    allowed = tuple(t for t in range(tiny.VOCAB) if t not in {free[0][0], free[1][0]})[::2]
+    greedy = generate(model, ids, mask, inputs, DecodingOptions(max_new_tokens=6, allowed_token_ids=allowed))
+    beams = generate(model, ids, mask, inputs,
+                     DecodingOptions(max_new_tokens=6, beam_size=3, allowed_token_ids=allowed))
+    assert all(t in allowed for seq in greedy + beams for t in seq)
+    assert all(len(seq) == 6 for seq in greedy)
+    with torch.no_grad():
+        logits = model(ids, mask, tower_inputs=inputs).logits[:, -1]  # (2, V)
+    best = [allowed[int(i)] for i in logits[:, list(allowed)].argmax(-1)]
+    assert [seq[0] for seq in greedy] == best
+
+
+def test_allowed_tokens_end_at_allowed_until() -> None:
+    """With `allowed_until`, a row is closed to `allowed_token_ids` until it writes that token, free after."""
+    model, inputs = speech_model()
+    ids, mask = left_padded()
+    free = generate(model, ids, mask, inputs, DecodingOptions(max_new_tokens=8))
+    allowed = tuple(sorted({free[0][0], free[1][0], 1, 2, 3}))
+    until = free[0][0]  # row 0 writes it first, then decodes as if free; row 1 stays closed
+    out = generate(model, ids, mask, inputs,
+                   DecodingOptions(max_new_tokens=8, allowed_token_ids=allowed, allowed_until=until))
+    assert out[0] == free[0]
+    assert set(out[1][: out[1].index(until)] if until in out[1] else out[1]) <= set(allowed)

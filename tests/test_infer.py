@@ -20,7 +20,7 @@ import torch
 
 import speech_calm
 from speech_calm.audio import SAMPLE_RATE, AudioError, load_audio, resample, torch_threads
-from speech_calm.infer import Transcriber, expand_inputs, looped, main, repeated_run
+from speech_calm.infer import Transcriber, expand_inputs, loop_size, looped, main, repeated_chars, repeated_run
 from speech_calm.segment import SegmentOptions
 from tests.trained import clips, long_recording, trained_run
 
@@ -156,6 +156,11 @@ def test_repetition_detector() -> None:
     assert looped("a b a b a b") and looped("x y z w x y z w x y z w") and looped("ఆ ఆ ఆ ఆ ఆ ఆ")
     assert not looped("మళ్ళీ మళ్ళీ చెప్పు") and not looped("a a a b") and not looped("")
     assert repeated_run("one two two two two two two three") == 6
+    # inside a word (transcripts written one character per token)
+    runaway = "నాకు తెల్ల రంగు బుట్ట కావాలి" + "లు" * 8
+    assert looped(runaway) and repeated_chars(runaway) == 16 and repeated_run(runaway) == 0
+    assert not looped("నాకు తెల్ల రంగు బుట్ట కావాలి") and not looped("1000 rupees") and repeated_chars("aaab") == 0
+    assert loop_size("a b a b a b") > loop_size(runaway) > loop_size("కావాలి")
 
 
 def test_unusable_files_raise_or_are_reported(model: Transcriber, ws: Path, tmp_path: Path) -> None:

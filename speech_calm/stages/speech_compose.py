@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from speech_calm.checkpoint import save_bridges
 from speech_calm.compose import Composition
-from speech_calm.data import AudioStore, Utterance, bucket_batches, chunks, read_split
+from speech_calm.config import ConfigError
+from speech_calm.data import AudioStore, Utterance, chunks, read_split, task_batches
 from speech_calm.metrics import transcript_scores, translation_scores
 from speech_calm.speech import TOWER, load_speech_model
 from speech_calm.stages import Stage
@@ -77,6 +78,10 @@ class ComposeStage(Stage):
         self.train = read_split(self.recipe.data.dirs, "train", lang)
         self.items = [(i, task) for i, u in enumerate(self.train)
                       for task in self.speech.training_tasks(bool(u.translation))]
+        bad = {t: n for t, n in cfg.task_repeats.items() if n < 1}
+        if bad:
+            raise ConfigError(f"compose.task_repeats must be >= 1 (got {bad}); leave a task out of compose.tasks "
+                              "to train without it")
         self.dev_items = dev_subset(read_split(self.recipe.data.dirs, "dev", lang), self.train_config.eval_items)
         self.audio = AudioStore()
         self.layers = needed_layers(model)
@@ -90,7 +95,8 @@ class ComposeStage(Stage):
             what = "prefix projector" if cfg.bridge.type == "prefix" else "cross-attention bridges"
             print(f"[compose] {what}: {n_train / 1e6:.2f} M trainable parameters "
                   f"({100 * n_train / n_anchor:.2f}% of the anchor's {n_anchor / 1e6:.0f} M); "
-                  f"{len(self.items)} training rows from {len(self.train)} utterances", flush=True)
+                  f"{sum(self._repeats(t) for _, t in self.items)} training rows per epoch from "
+                  f"{len(self.train)} utterances", flush=True)
 
     def _tower_states(self, utts: list[Utterance]) -> tuple[list[dict[int, torch.Tensor]],
                                                             list[torch.Tensor] | None]:
@@ -119,10 +125,14 @@ class ComposeStage(Stage):
     def trainable(self) -> list[tuple[str, nn.Parameter]]:
         return list(self.module.trainable_parameters())
 
+    def _repeats(self, task: str) -> int:
+        return self.cfg.task_repeats.get(task, 1)  # type: ignore[call-overload]
+
     def batches(self, epoch: int) -> list[Any]:
         t = self.train_config
-        durations = [self.train[i].duration for i, _ in self.items]
-        groups = bucket_batches(durations, t.batch_size, t.max_batch_seconds, self.recipe.seed, epoch)
+        groups = task_batches([task for _, task in self.items], [self.train[i].duration for i, _ in self.items],
+                              t.batch_size, t.max_batch_seconds, self.recipe.seed, epoch,
+                              dict(self.cfg.task_repeats), self.cfg.task_batches)
         return [[self.items[k] for k in g] for g in groups]
 
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
@@ -140,23 +150,32 @@ class ComposeStage(Stage):
 
     def evaluate(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        losses = []
-        for task in self.cfg.tasks:
-            items = [u for u in self.dev_items if _target(u, task)]
-            refs, hyps = [], []
-            for group in chunks(items, self.cfg.eval_batch_size):
-                audio, lens = self.audio.batch(group)
-                inputs = {TOWER: {"audio": audio.to(self.rt.device), "audio_lens": lens.to(self.rt.device)}}
-                targets = [self.speech.training_target(task, u.text, u.translation) for u in group]
-                losses.append(float(self.speech.loss(self.module, None, [task] * len(group), targets, inputs)))
-                hyps.extend(self.speech.generate(task, audio, lens))
-                refs.extend(_target(u, task) for u in group)
+        tasks, dev = list(self.cfg.tasks), self.rt.device
+        losses: list[float] = []
+        refs: dict[str, list[str]] = {task: [] for task in tasks}
+        hyps: dict[str, list[str]] = {task: [] for task in tasks}
+        for group in chunks(self.dev_items, self.cfg.eval_batch_size):
+            audio, lens = self.audio.batch(group)
+            # chained, one search answers both tasks; else each task searches the items it has references for
+            said = self.speech.generate_tasks(tasks, audio, lens) if self.speech.shared_search(tasks) else None
+            for task in tasks:
+                rows = [k for k, u in enumerate(group) if _target(u, task)]
+                if not rows:
+                    continue
+                pick = torch.tensor(rows)
+                inputs = {TOWER: {"audio": audio[pick].to(dev), "audio_lens": lens[pick].to(dev)}}
+                targets = [self.speech.training_target(task, group[k].text, group[k].translation) for k in rows]
+                losses.append(float(self.speech.loss(self.module, None, [task] * len(rows), targets, inputs)))
+                hyps[task] += ([said[task][k] for k in rows] if said is not None
+                               else self.speech.generate(task, audio[pick], lens[pick]))
+                refs[task] += [_target(group[k], task) for k in rows]
+        for task in tasks:
             if task == "transcribe":
-                out.update(transcript_scores(refs, hyps, language_script(self.cfg.language)))
+                out.update(transcript_scores(refs[task], hyps[task], language_script(self.cfg.language)))
             else:
-                out.update(translation_scores(refs, hyps))
-            if hyps:
-                out[f"example_{task}"] = f"{refs[0]} → {hyps[0]}"  # type: ignore[assignment]
+                out.update(translation_scores(refs[task], hyps[task]))
+            if hyps[task]:
+                out[f"example_{task}"] = f"{refs[task][0]} → {hyps[task][0]}"  # type: ignore[assignment]
         out["loss"] = sum(losses) / max(1, len(losses))
         return out
 
