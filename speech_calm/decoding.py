@@ -7,6 +7,7 @@ reused for every generated token; the anchor keeps its own KV cache and, in alig
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,12 +70,18 @@ def generate(
 # --------------------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8)
+def _id_tensor(ids: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Token ids as a tensor on `device`, made once for the search that uses them at every step."""
+    return torch.tensor(ids, device=device)
+
+
 def _adjust(logits: torch.Tensor, generated: torch.Tensor, options: DecodingOptions) -> torch.Tensor:
     """Log-probabilities (N, V) over the allowed tokens (all by default, or until `allowed_until`), after
     repetition penalty and n-gram blocking over `generated` (N, G)."""
     logits = logits.float()
     if options.allowed_token_ids is not None:
-        allowed = torch.tensor(options.allowed_token_ids, device=logits.device)
+        allowed = _id_tensor(options.allowed_token_ids, logits.device)  # once per search, not per token
         closed = torch.full_like(logits, -float("inf")).index_copy(1, allowed, logits.index_select(1, allowed))
         if options.allowed_until is not None and generated.shape[1]:
             free = (generated == options.allowed_until).any(1, keepdim=True)  # (N, 1)
