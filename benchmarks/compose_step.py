@@ -16,13 +16,12 @@ import argparse
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
-from speech_calm.data import AudioStore, read_split
 from speech_calm.infer import load
-from speech_calm.speech import TOWER, SpeechModel
+from speech_calm.speech.data import AudioStore, read_split
+from speech_calm.speech.model import TOWER, SpeechModel
 
 
 def step_seconds(speech: SpeechModel, outputs: dict, tasks: list[str], targets: list[str], repeats: int) -> float:

@@ -42,13 +42,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.measure import Clock, PeakMemory, in_child
-from speech_calm.adapters import AnchorModel
-from speech_calm.compose import Composition, Memory, bridge_parameter_count
-from speech_calm.config import BridgeConfig
-from speech_calm.decoding import DecodingOptions, generate
-from speech_calm.encoder import ConformerConfig, ConformerEncoder
-from speech_calm.prefix import PrefixComposition, Projector
-from speech_calm.vocab import CharVocab
+from speech_calm.core.baselines import AnchorModel
+from speech_calm.core.bridge import BridgeConfig, bridge_parameter_count
+from speech_calm.core.composition import Composition, Memory
+from speech_calm.core.decoding import DecodingOptions, generate
+from speech_calm.core.prefix import PrefixComposition, Projector
+from speech_calm.towers.conformer import ConformerConfig, ConformerEncoder
+from speech_calm.towers.vocab import CharVocab
 
 TOWER = "speech"
 SAMPLE_RATE = 16000

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
-from speech_calm.data import read_manifest
-from speech_calm.infer import TASK_CHOICES, load
+from speech_calm.infer import load
+from speech_calm.speech.data import read_manifest
+from speech_calm.speech.transcribe import TASK_CHOICES
 
 
 def default_manifest(model: object) -> Path:

@@ -29,14 +29,16 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from speech_calm.checkpoint import write_json
-from speech_calm.data import AudioStore, Utterance, chunks, read_manifest
-from speech_calm.evaluate import evaluate, scores
-from speech_calm.infer import Transcriber, load
-from speech_calm.stages.ctc_encoder import load_ctc_model
-from speech_calm.stages.speech_compose import tower_source
-from speech_calm.text import language_script
-from speech_calm.translation import english_text
+from speech_calm.core.batch import chunks
+from speech_calm.files import write_json
+from speech_calm.infer import load
+from speech_calm.speech.data import AudioStore, Utterance, read_manifest
+from speech_calm.speech.evaluate import evaluate, scores
+from speech_calm.speech.indic import language_script
+from speech_calm.speech.transcribe import Transcriber
+from speech_calm.text.translation import english_text
+from speech_calm.towers.ctc import load_ctc_model
+from speech_calm.training.stages.compose import tower_source
 
 COLUMNS = (("cer", "CER %"), ("wer", "WER %"), ("script_fidelity", "script %"), ("bleu", "BLEU"),
            ("chrf", "chrF++"))

@@ -57,7 +57,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python data_prep/kv_arithmetic.py`: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from speech_calm.audio import atomic_write
+from speech_calm.files import atomic_write
 
 __all__ = ["KVSettings", "make_keys", "choose_compose_keys", "expression", "evaluate", "number", "substitute",
            "value", "prepare", "main", "DATASETS"]

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from speech_calm.text import language_code, normalize, strip_annotations
+from speech_calm.speech.indic import language_code, normalize, strip_annotations
 
 __all__ = [
     "Sentence",

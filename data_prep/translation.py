@@ -42,9 +42,9 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python data_prep/translation.py`: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from data_prep.vaani import SourceUnavailable, _with_timeout
-from speech_calm.audio import atomic_write
-from speech_calm.text import script_fraction
+from data_prep.vaani import SourceUnavailable, with_timeout
+from speech_calm.files import atomic_write
+from speech_calm.speech.indic import script_fraction
 
 __all__ = ["prepare", "synthetic_pairs", "local_pairs", "hf_pairs", "check_hub", "main"]
 
@@ -149,7 +149,7 @@ def check_hub(repo: str, timeout: float = HUB_TIMEOUT_S) -> None:
     from huggingface_hub import HfApi
 
     try:
-        _with_timeout(lambda: HfApi().dataset_info(repo, timeout=timeout), timeout, "the Hugging Face Hub")
+        with_timeout(lambda: HfApi().dataset_info(repo, timeout=timeout), timeout, "the Hugging Face Hub")
     except SourceUnavailable as e:
         raise SourceUnavailable(f"cannot reach the Hugging Face Hub for {repo}: {e}") from None
     except Exception as e:  # noqa: BLE001 - hub errors differ by version (gated, missing, network)

@@ -31,7 +31,7 @@ step 1/5 "data: synthetic Vaani-style speech for $RECIPE"
 "$PY" - "$RECIPE" $OVERRIDES > "${TMPDIR:-/tmp}/speech_calm_demo_dirs.$$" <<'PY'
 import sys
 from pathlib import Path
-from speech_calm.config import load_recipe
+from speech_calm.training.recipe import load_recipe
 recipe = load_recipe(sys.argv[1], sys.argv[2:])
 dirs, languages = recipe.data.dirs, [l.lower() for l in recipe.data.languages]
 named = {Path(d).name.lower() for d in dirs}

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from speech_calm.audio import SAMPLE_RATE, load_audio, write_flac
-from speech_calm.data import read_manifest
-from speech_calm.formats import render, write_text
+from speech_calm.speech.audio import SAMPLE_RATE, load_audio, write_flac
+from speech_calm.speech.data import read_manifest
+from speech_calm.speech.formats import render, write_text
 
 
 def make_long_audio(manifest: str | Path, out: str | Path, seconds: float = 120.0, pause: float = 1.0,

@@ -13,7 +13,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from speech_calm.infer import Transcriber
+    from speech_calm.speech.transcribe import Transcriber
 
 __all__ = ["Transcriber", "load"]
 
@@ -27,7 +27,7 @@ def load(run_dir: str | os.PathLike, device: str = "auto", dtype: str = "auto") 
 
 def __getattr__(name: str) -> Any:
     if name == "Transcriber":  # the class, without importing torch at package import
-        from speech_calm.infer import Transcriber
+        from speech_calm.speech.transcribe import Transcriber
 
         return Transcriber
     raise AttributeError(f"module 'speech_calm' has no attribute {name!r}")

@@ -23,410 +23,31 @@ message that says what is wrong; the other files go on. The CLI's exit code is 1
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
-from speech_calm.audio import SAMPLE_RATE, AudioError, load_audio
-from speech_calm.config import ConfigError, DecodeConfig, Recipe, load_recipe
-from speech_calm.data import chunks, pad_waves
-from speech_calm.decoding import generate
-from speech_calm.formats import FORMATS, render, write_text
-from speech_calm.segment import Segment, SegmentOptions, find_segments
-from speech_calm.speech import TOWER, TASKS, SpeechModel, load_speech_model, token_caps
-from speech_calm.towers import TowerOutput, resolve_dtype
-
-__all__ = ["AUDIO_EXTENSIONS", "Decoded", "FileResult", "Transcriber", "load", "main"]
-
-TASK_CHOICES = ("transcribe", "translate", "both")
-# what a directory argument is searched for (explicit file arguments are tried whatever their name)
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac", ".webm", ".wma",
-                    ".aif", ".aiff", ".caf", ".au", ".w64", ".rf64")
-POOL_BATCHES = 4  # segments are pooled across files until this many batches are ready, then sorted and decoded
-FALLBACK_NO_REPEAT_NGRAM = 3  # n-gram blocking for a segment whose first decoding looped
-MIN_AUDIO_SECONDS = 0.1  # shorter files carry no word
-
-
-# --------------------------------------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Decoded:
-    """One segment's output for one task."""
-
-    text: str
-    tokens: list[int]
-    cap: int  # the token cap this segment had (from its duration)
-    fallback: int = 0  # the first search looped: n of the n-gram blocking of the second search (0 = none)
-    alignment: np.ndarray | None = None  # (tokens, frames) cross-attention, when asked for
-
-    @property
-    def capped(self) -> bool:
-        """Stopped at the token cap rather than at end-of-sequence: the text may be cut."""
-        return len(self.tokens) >= self.cap
-
-
-@dataclass
-class FileResult:
-    """One input file: its segments and their outputs, or the error that stopped it."""
-
-    path: str
-    tasks: tuple[str, ...]
-    language: str
-    duration: float = 0.0
-    segments: list[Segment] = field(default_factory=list)
-    outputs: list[dict[str, Decoded]] = field(default_factory=list)  # per segment: task → output
-    error: str | None = None
-    wave: np.ndarray | None = field(default=None, repr=False)  # 16 kHz mono while it waits to be decoded
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def warnings(self) -> list[str]:
-        """What a reader of the output should know: segments cut by the token cap, loops decoded again."""
-        notes = []
-        for seg, out in zip(self.segments, self.outputs):
-            where = f"{seg.start_seconds:.1f}-{seg.end_seconds:.1f} s"
-            for task, dec in out.items():
-                if dec.fallback:
-                    notes.append(f"{where}: the {task} output repeated itself; decoded again with "
-                                 f"no_repeat_ngram_size={dec.fallback}")
-                if dec.capped:
-                    notes.append(f"{where}: the {task} output stopped at the cap of {dec.cap} tokens for this "
-                                 f"segment's length; it may be cut (noise, or raise --max-tokens-per-second)")
-        return notes
-
-    def to_dict(self) -> dict[str, Any]:
-        """`{"path", "duration", "language", "task", "text", "translation", "segments", "warnings"}`; a failed
-        file has "error" and no segments. A task that was not run gives None."""
-        keys = {"transcribe": "text", "translate": "translation"}
-        result: dict[str, Any] = {"path": self.path, "duration": round(self.duration, 3), "language": self.language,
-                                  "task": "both" if len(self.tasks) == 2 else self.tasks[0]}
-        if self.error is not None:
-            return {**result, "error": self.error, "text": None, "translation": None, "segments": []}
-        segments = []
-        for seg, out in zip(self.segments, self.outputs):
-            item = {"start": round(seg.start_seconds, 3), "end": round(seg.end_seconds, 3)}
-            for task, key in keys.items():
-                item[key] = out[task].text if task in out else None
-            segments.append(item)
-        for task, key in keys.items():
-            result[key] = " ".join(s[key] for s in segments if s[key]) if task in self.tasks else None
-        return {**result, "segments": segments, "warnings": self.warnings()}
-
-
-def tasks_of(task: str) -> tuple[str, ...]:
-    """"both" → ("transcribe", "translate"); one task → itself."""
-    if task not in TASK_CHOICES:
-        raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASK_CHOICES)}")
-    return TASKS if task == "both" else (task,)
-
-
-def _longest_run(items: Sequence, max_unit: int, min_repeats: int) -> int:
-    """Items (words of a list, characters of a string) covered by the longest run of a unit of 1..`max_unit`
-    items repeated back to back at least `min_repeats` times; 0 when there is none."""
-    best = 0
-    for n in range(1, max_unit + 1):
-        i = 0
-        while i + 2 * n <= len(items):
-            reps = 1
-            while items[i + reps * n : i + (reps + 1) * n] == items[i : i + n]:
-                reps += 1
-            if reps >= min_repeats:
-                best = max(best, reps * n)
-                i += reps * n
-            else:
-                i += 1
-    return best
-
-
-def repeated_run(text: str, max_unit: int = 4) -> int:
-    """Words covered by the longest run of a unit of 1..`max_unit` words repeated back to back, counting
-    only runs of >= 3 repeats ("a b a b a b" → 6); 0 when nothing loops."""
-    return _longest_run(text.split(), max_unit, 3)
-
-
-def repeated_chars(text: str, max_unit: int = 4) -> int:
-    """Characters covered by the longest run of a unit of 1..`max_unit` characters repeated back to back,
-    counting only runs of >= 4 repeats ("కావాలిలిలిలిలి" → 10); 0 when nothing loops. A transcript written
-    one character per token can loop inside a word, which `repeated_run` does not see."""
-    return _longest_run(text, max_unit, 4)
-
-
-def looped(text: str) -> bool:
-    """Output that runs in a loop: some unit of words repeated back to back over at least 6 words, or a unit
-    of a few characters over at least 12 characters."""
-    return repeated_run(text) >= 6 or repeated_chars(text) >= 12
-
-
-def loop_size(text: str) -> tuple[int, int]:
-    """How much `text` loops, to compare two decodings: words in word loops first, then characters."""
-    return repeated_run(text), repeated_chars(text)
-
-
-# --------------------------------------------------------------------------------------------------------
-# The model
-# --------------------------------------------------------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" = CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu or auto")
-    return torch.device(name)
-
-
-class Transcriber:
-    """A trained run ready to transcribe and translate audio (see `load`).
-
-    Attributes: speech (the `SpeechModel`), recipe (the run's resolved recipe), run_dir, dtype (the anchor's),
-    decoding (the recipe's `DecodeConfig`, the default for every call).
-    """
-
-    def __init__(self, speech: SpeechModel, recipe: Recipe, run_dir: Path, dtype: torch.dtype) -> None:
-        self.speech = speech
-        self.recipe = recipe
-        self.run_dir = run_dir
-        self.dtype = dtype
-        self.language = recipe.compose.language
-        self.decoding = recipe.compose.decoding
-        self.min_samples = max(int(getattr(speech.tower, "min_samples", 0)), int(MIN_AUDIO_SECONDS * SAMPLE_RATE))
-
-    @property
-    def device(self) -> torch.device:
-        return self.speech.device
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        # a bf16/fp16 anchor with fp32 bridges: autocast gives every matmul one dtype (as in training)
-        if self.dtype in (torch.bfloat16, torch.float16):
-            return torch.autocast(self.device.type, dtype=self.dtype)
-        return contextlib.nullcontext()
-
-    def decoding_for(self, longest_seconds: float, **overrides: Any) -> DecodeConfig:
-        """The recipe's decoding settings with `overrides` (DecodeConfig field names); unless max_new_tokens is
-        overridden, it is raised so that the per-second cap, not a fixed count, bounds `longest_seconds`."""
-        names = {f.name for f in fields(DecodeConfig)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise TypeError(f"unknown decoding option(s) {unknown}; valid: {', '.join(sorted(names))}")
-        d = replace(self.decoding, **{k: v for k, v in overrides.items() if v is not None})
-        if d.beam_size < 1 or d.max_tokens_per_second <= 0 or d.repetition_penalty <= 0 or d.no_repeat_ngram_size < 0:
-            raise ValueError(f"invalid decoding settings: {d}")
-        if overrides.get("max_new_tokens") is None:
-            longest = max(self.speech.task_caps(t, token_caps([longest_seconds], d))[0] for t in TASKS)
-            d = replace(d, max_new_tokens=max(d.max_new_tokens, longest))
-        return d
-
-    # ------------------------------------------------------------------------------------------ batches
-
-    def _search(self, task: str, states: TowerOutput, caps: list[int], d: DecodeConfig) -> list[list[int]]:
-        n = states.mask.shape[0]
-        ids = torch.tensor([self.speech.prompt_ids(task)] * n, device=self.device)
-        return generate(self.speech.model, ids, None, None, self.speech.options(d, task), max_new_tokens=caps,
-                        tower_outputs={TOWER: states})
-
-    @torch.no_grad()
-    def decode(self, waves: Sequence[np.ndarray], tasks: Sequence[str], decoding: DecodeConfig | None = None,
-               fallback: bool = True, alignments: bool = False) -> list[dict[str, Decoded]]:
-        """Decode each 16 kHz mono waveform (N_i,) whole, as one batch: m_A once, then one search per task (one
-        for both when chained: the transcript is the translation's part before the English marker).
-
-        fallback: decode outputs that loop again with n-gram blocking (kept when they loop less).
-        alignments: also compute each output's cross-attention over the audio (one extra forward per item).
-        Returns one {task: Decoded} per waveform.
-        """
-        d = decoding or self.decoding
-        audio, lens = pad_waves(waves)  # (B, T), (B,)
-        caps = token_caps((lens.double() / SAMPLE_RATE).tolist(), d)
-        results: list[dict[str, Decoded]] = [{} for _ in waves]
-        with self._autocast():
-            states = self.speech.tower(audio.to(self.device), lens.to(self.device))  # once for every task
-            shared = self.speech.shared_search(tasks)
-            for task in tasks:
-                if shared and task == "transcribe":
-                    continue  # read off the translation's search below
-                task_caps = [min(c, d.max_new_tokens) for c in self.speech.task_caps(task, caps)]
-                seqs = self._search(task, states, task_caps, d)
-                said = [self.speech.decode(s) for s in seqs]  # all of it: a chained output loops in its transcript
-                redone, n = set(), 0
-                loops = [i for i, t in enumerate(said) if looped(t)] if fallback else []
-                if loops:
-                    # 3-grams of tokens: with a transcript one character per token that also stops a loop of a
-                    # syllable (9-grams let it run on with variations); the result is kept only if it loops less
-                    n = min(d.no_repeat_ngram_size or FALLBACK_NO_REPEAT_NGRAM, FALLBACK_NO_REPEAT_NGRAM)
-                    strict = replace(d, no_repeat_ngram_size=n)
-                    again = self._search(task, states.select(loops), [task_caps[i] for i in loops], strict)
-                    for i, seq in zip(loops, again):
-                        text = self.speech.decode(seq)
-                        if loop_size(text) < loop_size(said[i]):
-                            seqs[i], said[i] = seq, text
-                            redone.add(i)
-                texts = [self.speech.answer(task, t) for t in said]
-                for i, (seq, text) in enumerate(zip(seqs, texts)):
-                    results[i][task] = Decoded(text, seq, task_caps[i], fallback=n if i in redone else 0)
-                if alignments:
-                    from speech_calm.alignment import token_attention
-
-                    for i, seq in enumerate(seqs):
-                        results[i][task].alignment = token_attention(self.speech, states.select([i]), task, seq)
-            if shared:
-                caps = [min(c, d.max_new_tokens) for c in self.speech.task_caps("transcribe", caps)]
-                results = [self._transcript_of(r, tasks, cap, states.select([i]) if alignments else None)
-                           for i, (r, cap) in enumerate(zip(results, caps))]
-        return results
-
-    def _transcript_of(self, result: dict[str, Decoded], tasks: Sequence[str], cap: int,
-                       states: TowerOutput | None) -> dict[str, Decoded]:
-        """`result` (a chained translation) with the transcript it starts with (cut at the transcript's token
-        `cap`) as the transcribe output, in the order of `tasks`; with the transcript's own alignment when
-        `states` (one item's m_A states) are given."""
-        said = result["translate"]
-        tokens = self.speech.transcript_tokens(said.tokens)[:cap]
-        transcript = Decoded(self.speech.decode(tokens), tokens, cap, fallback=said.fallback)
-        if states is not None:
-            from speech_calm.alignment import token_attention
-
-            transcript.alignment = token_attention(self.speech, states, "transcribe", tokens)
-        return {task: transcript if task == "transcribe" else result[task] for task in tasks}
-
-    # ------------------------------------------------------------------------------------------ files
-
-    def load_audio(self, path: str, name: str | None = None) -> np.ndarray:
-        """`path` as 16 kHz mono (N,) float32; `AudioError` naming `name` (default: the path) when it cannot be
-        read or is too short for m_A."""
-        wave = load_audio(path, name=name)
-        if len(wave) < self.min_samples:
-            raise AudioError(f"{name or path}: audio is too short ({1000 * len(wave) / SAMPLE_RATE:.0f} ms; this "
-                             f"model needs at least {1000 * self.min_samples / SAMPLE_RATE:.0f} ms)")
-        return wave
-
-    def _read(self, path: str, seg: SegmentOptions, errors: str) -> FileResult:
-        item = FileResult(path, (), self.language)
-        try:
-            if Path(path).is_dir():
-                raise AudioError(f"{path}: a directory with no audio files in it (looked for "
-                                 f"{', '.join(AUDIO_EXTENSIONS)})")
-            wave = self.load_audio(path)
-            item.duration = len(wave) / SAMPLE_RATE
-            segments = find_segments(wave, SAMPLE_RATE, seg, name=path)
-            # a segment shorter than m_A can read keeps its neighbouring context instead
-            item.segments = [_widen(s, self.min_samples, len(wave)) for s in segments]
-            item.wave = wave
-        except AudioError as e:
-            if errors == "raise":
-                raise
-            item.error = str(e)
-        return item
-
-    def transcribe_iter(
-        self,
-        audio: Iterable[str | os.PathLike],
-        task: str = "both",
-        *,
-        batch_size: int = 8,
-        segmentation: SegmentOptions | None = None,
-        errors: str = "raise",
-        progress: bool = False,
-        alignments: bool = False,
-        **decoding: Any,
-    ) -> Iterator[FileResult]:
-        """Like `transcribe`, but yields a `FileResult` per file, in input order, as soon as it is done."""
-        tasks = tasks_of(task)
-        if errors not in ("raise", "report"):
-            raise ValueError(f"errors must be 'raise' or 'report', got {errors!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        seg = segmentation or SegmentOptions()
-        d = self.decoding_for(seg.max_segment, **decoding)
-        from tqdm import tqdm
-
-        bar = tqdm(total=0, unit="s", desc="audio decoded", disable=not progress, dynamic_ncols=True,
-                   bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
-        pool: list[FileResult] = []
-        try:
-            for path in audio:
-                item = self._read(str(path), seg, errors)
-                item.tasks = tasks
-                pool.append(item)
-                bar.total += item.duration if item.ok else 0.0
-                bar.refresh()
-                if sum(len(f.segments) for f in pool) >= batch_size * POOL_BATCHES:
-                    yield from self._run_pool(pool, tasks, d, batch_size, alignments, bar)
-                    pool = []
-            yield from self._run_pool(pool, tasks, d, batch_size, alignments, bar)
-        finally:
-            bar.close()
-
-    def _run_pool(self, pool: list[FileResult], tasks: tuple[str, ...], d: DecodeConfig, batch_size: int,
-                  alignments: bool, bar: Any) -> Iterator[FileResult]:
-        """Decode every segment of the pooled files, longest first (similar lengths share a batch, and memory
-        trouble shows on the first batch), then hand the files back in input order."""
-        jobs = [(f, k) for f in pool if f.ok for k in range(len(f.segments))]
-        jobs.sort(key=lambda job: -job[0].segments[job[1]].duration)  # stable: ties keep input order
-        # progress counts the file's whole duration: each segment also stands for its share of the silence
-        share = {id(f): f.duration / max(sum(s.duration for s in f.segments), 1e-9) for f in pool}
-        for f in pool:
-            f.outputs = [{} for _ in f.segments]
-        for batch in chunks(jobs, batch_size):
-            waves = [f.wave[f.segments[k].start : f.segments[k].end] for f, k in batch]  # type: ignore[index]
-            for (f, k), out in zip(batch, self.decode(waves, tasks, d, alignments=alignments)):
-                f.outputs[k] = out
-            bar.update(sum(f.segments[k].duration * share[id(f)] for f, k in batch))
-        for f in pool:
-            f.wave = None  # the audio is not needed any more
-            yield f
-
-    def transcribe(
-        self,
-        audio: str | os.PathLike | Sequence[str | os.PathLike],
-        task: str = "both",
-        *,
-        batch_size: int = 8,
-        segmentation: SegmentOptions | None = None,
-        errors: str = "raise",
-        progress: bool = False,
-        **decoding: Any,
-    ) -> dict[str, Any] | list[dict[str, Any]]:
-        """Transcribe and/or translate one file (→ a dict) or several (→ a list of dicts, in order).
-
-        Each dict: `{"path", "duration", "language", "task", "text", "translation", "segments": [{"start",
-        "end", "text", "translation"}], "warnings"}` (seconds; None for a task not run).
-        task: "transcribe", "translate" or "both". batch_size: segments decoded together.
-        segmentation: how long audio is cut (`SegmentOptions`). errors: "raise" stops at the first unusable
-        file (`AudioError`); "report" gives that file `{"path", "error", ...}` and goes on.
-        decoding: DecodeConfig fields, e.g. beam_size=4, no_repeat_ngram_size=3, repetition_penalty=1.2,
-        max_tokens_per_second=8.0 (defaults: the run's recipe).
-        """
-        single = isinstance(audio, (str, os.PathLike))
-        paths = [audio] if single else list(audio)  # type: ignore[list-item]
-        results = [r.to_dict() for r in self.transcribe_iter(
-            paths, task, batch_size=batch_size, segmentation=segmentation, errors=errors, progress=progress,
-            **decoding)]
-        return results[0] if single else results
-
-
-def _widen(seg: Segment, min_samples: int, total: int) -> Segment:
-    """`seg` grown symmetrically to at least `min_samples` (within the recording)."""
-    missing = min_samples - (seg.end - seg.start)
-    if missing <= 0:
-        return seg
-    start = max(0, seg.start - (missing + 1) // 2)
-    end = min(total, start + min_samples)
-    return Segment(max(0, end - min_samples), end, seg.sample_rate)
+from speech_calm.schema import ConfigError
+from speech_calm.speech.audio import AUDIO_EXTENSIONS
+from speech_calm.speech.formats import FORMATS, render, write_text
+from speech_calm.speech.model import load_speech_model
+from speech_calm.speech.segment import SegmentOptions
+from speech_calm.speech.transcribe import (
+    TASK_CHOICES,
+    FileResult,
+    Transcriber,
+    resolve_device,
+    tasks_of,
+)
+from speech_calm.towers.load import resolve_dtype
+from speech_calm.training.recipe import load_recipe
+from speech_calm.training.stages.compose import tower_source
 
 
 def load(run_dir: str | os.PathLike, device: str = "auto", dtype: str = "auto") -> Transcriber:
@@ -435,8 +56,6 @@ def load(run_dir: str | os.PathLike, device: str = "auto", dtype: str = "auto") 
     device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N". dtype: "auto" (bf16 on CUDA, fp32 on CPU),
     "float32", "bfloat16" or "float16", for the anchor and m_A (bridges stay fp32 under autocast).
     """
-    from speech_calm.stages.speech_compose import tower_source
-
     run_dir = Path(run_dir)
     recipe_file = run_dir / "recipe.yaml"
     if not recipe_file.is_file():
@@ -460,10 +79,6 @@ def load(run_dir: str | os.PathLike, device: str = "auto", dtype: str = "auto") 
     speech.model.eval()
     return Transcriber(speech, recipe, run_dir, resolve_dtype(cfg.anchor.dtype, dev))
 
-
-# --------------------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------------------
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[tuple[str, str]]:
@@ -543,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         model = load(args.run_dir, args.device, args.dtype)
         if args.plot:
-            from speech_calm.alignment import check_alignable
+            from speech_calm.speech.alignment import check_alignable
 
             check_alignable(model.speech)
         overrides = {"beam_size": args.beam, "no_repeat_ngram_size": args.no_repeat_ngram,
@@ -596,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _plot(model: Transcriber, result: FileResult, out: Path, name: str) -> None:
     """NAME.TASK.align.png per task: every segment's token-by-frame attention on the file's time axis."""
-    from speech_calm.alignment import AlignedSegment, plot_alignment
+    from speech_calm.speech.alignment import AlignedSegment, plot_alignment
 
     for task in result.tasks:
         pieces = []

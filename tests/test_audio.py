@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speech_calm.audio import (
+from speech_calm.files import atomic_write
+from speech_calm.speech.audio import (
     AudioError,
     apply_gain_db,
-    atomic_write,
     colored_noise,
     encode_audio,
     load_audio,

@@ -6,9 +6,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from speech_calm.checkpoint import load_bridges, save_bridges
-from speech_calm.compose import Bridge, BridgeMemory, Composition, bridge_parameter_count, select_connections
-from speech_calm.config import BridgeConfig, ConfigError
+from speech_calm.core.bridge import (
+    Bridge,
+    BridgeConfig,
+    BridgeMemory,
+    bridge_parameter_count,
+    select_connections,
+)
+from speech_calm.core.checkpoint import load_bridges, save_bridges
+from speech_calm.core.composition import Composition
+from speech_calm.schema import ConfigError
 from tests import tiny
 
 torch.set_num_threads(2)
@@ -391,7 +398,8 @@ def test_heads_must_divide_width() -> None:
 @pytest.mark.parametrize("anchor_kind", tiny.ANCHORS)
 def test_target_loss_equals_loss_over_kept_logits(anchor_kind: str) -> None:
     """The training loss from gathered target positions is the loss over HF's `logits_to_keep` logits."""
-    from speech_calm.data import lm_batch, lm_loss, output_head, target_loss
+    from speech_calm.core.batch import lm_batch
+    from speech_calm.core.loss import lm_loss, output_head, target_loss
 
     model = Composition(tiny.anchor(anchor_kind), {"speech": tiny.speech_tower("conformer")}, SPEECH_EVERY)
     open_gates(model)
@@ -410,7 +418,8 @@ def test_target_loss_over_a_closed_vocabulary() -> None:
     """Target positions scored over a closed vocabulary get the cross-entropy of a softmax over those tokens'
     logits only (the full head's logits, other columns dropped); other positions keep the full softmax; the
     mean runs over all target tokens. A target outside the closed vocabulary is an error, not a wrong loss."""
-    from speech_calm.data import lm_batch, output_head, target_loss
+    from speech_calm.core.batch import lm_batch
+    from speech_calm.core.loss import output_head, target_loss
 
     model = Composition(tiny.anchor("gemma3"), {"speech": tiny.speech_tower("conformer")}, SPEECH_EVERY)
     open_gates(model)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from speech_calm.ctc_compress import CTCCompressedTower, compress_runs
-from speech_calm.towers import TowerOutput
+from speech_calm.core.tower import TowerOutput
+from speech_calm.towers.ctc import CTCCompressedTower, compress_runs
 from tests import tiny
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from speech_calm.data import read_jsonl, read_manifest
+from speech_calm.files import read_jsonl
+from speech_calm.speech.data import read_manifest
 
 
 def test_read_jsonl_parses_skips_limits_and_names_bad_lines(tmp_path: Path) -> None:
@@ -28,7 +29,8 @@ def test_read_jsonl_parses_skips_limits_and_names_bad_lines(tmp_path: Path) -> N
 def test_task_batches_repeat_rows_apart_and_keep_tasks_apart() -> None:
     from collections import Counter
 
-    from speech_calm.data import bucket_batches, task_batches
+    from speech_calm.core.batch import bucket_batches
+    from speech_calm.speech.data import task_batches
 
     tasks = ["transcribe", "translate"] * 30
     durations = [1.0 + (k // 2) * 0.1 for k in range(60)]  # both rows of an utterance share its duration

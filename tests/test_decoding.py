@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
-from speech_calm.compose import Composition
-from speech_calm.config import BridgeConfig
-from speech_calm.decoding import DecodingOptions, generate
+from speech_calm.core.bridge import BridgeConfig
+from speech_calm.core.composition import Composition
+from speech_calm.core.decoding import DecodingOptions, generate
 from tests import tiny
 from tests.test_compose import open_gates, prompt
 

@@ -8,15 +8,15 @@ import math
 import pytest
 import torch
 
-from speech_calm.encoder import (
+from speech_calm.core.tower import AugmentingTower
+from speech_calm.towers.conformer import (
     ConformerConfig,
     ConformerEncoder,
     SpecAugment,
     _conformer_layer,
     ctc_greedy_decode,
 )
-from speech_calm.towers import AugmentingTower
-from speech_calm.vocab import BLANK_ID, CharVocab
+from speech_calm.towers.vocab import BLANK_ID, CharVocab
 
 SR = 16000
 TEXTS = ["అఆ", "ఆఇఅ", "ఇఅ"]  # transcripts of the synthetic clips below

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from speech_calm.audio import torch_threads
-from speech_calm.evaluate import main, scores, table
+from speech_calm.evaluate import main
+from speech_calm.speech.audio import torch_threads
+from speech_calm.speech.evaluate import scores, table
 from tests.trained import clips, trained_run
 
 

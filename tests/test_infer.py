@@ -19,9 +19,22 @@ import soundfile as sf
 import torch
 
 import speech_calm
-from speech_calm.audio import SAMPLE_RATE, AudioError, load_audio, resample, torch_threads
-from speech_calm.infer import Transcriber, expand_inputs, loop_size, looped, main, repeated_chars, repeated_run
-from speech_calm.segment import SegmentOptions
+from speech_calm.infer import expand_inputs, main
+from speech_calm.speech.audio import (
+    SAMPLE_RATE,
+    AudioError,
+    load_audio,
+    resample,
+    torch_threads,
+)
+from speech_calm.speech.repetition import (
+    loop_size,
+    looped,
+    repeated_chars,
+    repeated_run,
+)
+from speech_calm.speech.segment import SegmentOptions
+from speech_calm.speech.transcribe import Transcriber
 from tests.trained import clips, long_recording, trained_run
 
 REPO = Path(__file__).resolve().parents[1]

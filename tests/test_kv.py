@@ -9,13 +9,23 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from data_prep.kv_arithmetic import (KVSettings, build, choose_compose_keys, evaluate, join_terms, make_keys, number,
-                                     prepare, split_terms, value)
+from data_prep.kv_arithmetic import (
+    KVSettings,
+    build,
+    choose_compose_keys,
+    evaluate,
+    join_terms,
+    make_keys,
+    number,
+    prepare,
+    split_terms,
+    value,
+)
 from data_prep.kv_arithmetic import main as kv_main
-from speech_calm.config import load_recipe
-from speech_calm.kv import DATASETS, accuracy, kv_tokenizer, read_rows, table
-from speech_calm.text_model import Row
-from speech_calm.train import run
+from speech_calm.text.kv import DATASETS, accuracy, kv_tokenizer, read_rows, table
+from speech_calm.text.rows import Row
+from speech_calm.training.loop import run
+from speech_calm.training.recipe import load_recipe
 
 SMALL = KVSettings(num_keys=40, operands=(2, 3), substitution_train=300, arithmetic_train=300,
                    kv_arithmetic_train=200, test_rows=40)

@@ -92,7 +92,6 @@ def measure(root: Path) -> dict[str, Any]:
     out["kv"]["table"] = json.loads((run / "kv_eval" / "table.json").read_text())
     # the Telugu→English text experiment, every stage at a tiny size
     from data_prep.translation import prepare
-
     from tests import tiny
 
     prepare("synthetic", root / "text_data", n_train=120, n_dev=12, n_test=12, n_mono=300)
@@ -128,9 +127,10 @@ def one_thread() -> Iterator[None]:
 
 
 def _drop_paths(node: Any) -> Any:
-    """Temporary directories differ between runs; everything else is compared as it is."""
+    """Temporary directories and timings differ between runs; everything else is compared as it is."""
     if isinstance(node, dict):
-        return {k: _drop_paths(v) for k, v in node.items() if k not in ("run_dir", "path", "stage_dir")}
+        return {k: _drop_paths(v) for k, v in node.items()
+                if k not in ("run_dir", "path", "stage_dir") and "seconds" not in k}
     if isinstance(node, list):
         return [_drop_paths(v) for v in node]
     return node

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
 
-from speech_calm.config import load_recipe
-from speech_calm.train import run
+from speech_calm.training.loop import run
+from speech_calm.training.recipe import load_recipe
 from tests import tiny
 from tests.runs import make_workspace, write_recipe
 

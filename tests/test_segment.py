@@ -7,8 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech_calm.audio import SAMPLE_RATE, load_audio
-from speech_calm.segment import Segment, SegmentOptions, SilentAudioError, find_segments, frame_levels
+from speech_calm.speech.audio import SAMPLE_RATE, load_audio
+from speech_calm.speech.segment import (
+    Segment,
+    SegmentOptions,
+    SilentAudioError,
+    find_segments,
+    frame_levels,
+)
 from tests import tiny
 from tests.trained import long_recording
 

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from speech_calm.config import BridgeConfig, ComposeStageConfig, ConfigError
-from speech_calm.ctc_compress import CTCCompressedTower
-from speech_calm.data import lm_batch
-from speech_calm.decoding import generate
-from speech_calm.speech import SpeechModel, build_composition
-from speech_calm.towers import output_cache
+from speech_calm.core.batch import lm_batch
+from speech_calm.core.bridge import BridgeConfig
+from speech_calm.core.decoding import generate
+from speech_calm.core.tower import output_cache
+from speech_calm.schema import ConfigError
+from speech_calm.speech.config import ComposeStageConfig
+from speech_calm.speech.model import SpeechModel, build_composition
+from speech_calm.towers.ctc import CTCCompressedTower
 from tests import tiny
 
 torch.set_num_threads(2)
@@ -166,8 +168,8 @@ def test_script_vocab_closes_a_chained_rows_transcript_part_only() -> None:
 def test_chained_search_answers_both_tasks_as_separate_searches_do(script_vocab: bool) -> None:
     """Chained, one greedy search gives the transcript (its part before the marker, within the transcript's
     cap) and the translation that a search per task gives; a Transcriber decodes them the same way."""
-    from speech_calm.config import Recipe
-    from speech_calm.infer import Transcriber
+    from speech_calm.speech.transcribe import Transcriber
+    from speech_calm.training.recipe import Recipe
 
     speech = speech_model(chain=True, chars=True, script_vocab=script_vocab)
     audio, lens = tiny.audio_batch([16000, 11000, 6000])
@@ -189,8 +191,8 @@ def test_chained_search_answers_both_tasks_as_separate_searches_do(script_vocab:
 def test_a_chained_output_looping_in_its_transcript_is_decoded_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """A chained search that loops inside its transcript (one syllable over and over, no English marker) has an
     empty translation, but the loop is in its output: it is decoded again with 3-gram blocking."""
-    from speech_calm.config import Recipe
-    from speech_calm.infer import Transcriber
+    from speech_calm.speech.transcribe import Transcriber
+    from speech_calm.training.recipe import Recipe
 
     speech = speech_model(chain=True, chars=True, script_vocab=True)
     model = Transcriber(speech, Recipe(compose=speech.cfg), Path("."), torch.float32)

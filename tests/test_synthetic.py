@@ -31,7 +31,7 @@ from data_prep.synthetic import (
     synthesize_shard,
 )
 from data_prep.vaani import prepare
-from speech_calm.text import ZERO_WIDTH, normalize, script_fraction
+from speech_calm.speech.indic import ZERO_WIDTH, normalize, script_fraction
 
 REPO = Path(__file__).resolve().parent.parent
 VAANI_COLUMNS = {"audio", "language", "gender", "state", "district", "transcript", "referenceImage"}

@@ -4,7 +4,7 @@ import unicodedata
 
 import pytest
 
-from speech_calm.text import (
+from speech_calm.speech.indic import (
     code_switched,
     language_code,
     language_script,

@@ -12,14 +12,22 @@ import torch
 import yaml
 
 from data_prep.translation import prepare
-from speech_calm.compose import Composition
-from speech_calm.config import BridgeConfig, SmallLMConfig, load_recipe
-from speech_calm.decoding import DecodingOptions, generate
-from speech_calm.small_lm import CompactTokenizer, bpe_tokenizer, build_small_lm, expand_vocabulary
-from speech_calm.text_model import Row, TextModel
-from speech_calm.towers import HFTextTower, load_anchor
-from speech_calm.train import run
-from speech_calm.translation import english_text, prompt, read_pairs, rows
+from speech_calm.core.bridge import BridgeConfig
+from speech_calm.core.composition import Composition
+from speech_calm.core.decoding import DecodingOptions, generate
+from speech_calm.text.rows import Row, TextModel
+from speech_calm.text.translation import english_text, prompt, read_pairs, rows
+from speech_calm.towers.hf import HFTextTower
+from speech_calm.towers.load import load_anchor
+from speech_calm.towers.small_lm import (
+    CompactTokenizer,
+    SmallLMConfig,
+    bpe_tokenizer,
+    build_small_lm,
+    expand_vocabulary,
+)
+from speech_calm.training.loop import run
+from speech_calm.training.recipe import load_recipe
 from tests import tiny
 from tests.test_compose import open_gates
 

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from speech_calm.encoder import ConformerEncoder
-from speech_calm.towers import HFSpeechTower, find_layers, load_anchor, load_speech_tower, resolve_source
+from speech_calm.core.tower import find_layers
+from speech_calm.towers.conformer import ConformerEncoder
+from speech_calm.towers.hf import HFSpeechTower
+from speech_calm.towers.load import load_anchor, load_speech_tower, resolve_source
 from tests import tiny
 
 

@@ -15,9 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from speech_calm.config import TrainConfig, load_recipe
-from speech_calm.train import NonFiniteLossError, Runtime, fit, run
-from tests import tiny
+from speech_calm.core.optim import TrainConfig
+from speech_calm.training.loop import NonFiniteLossError, Runtime, fit, run
+from speech_calm.training.recipe import load_recipe
 from tests.runs import make_workspace, write_recipe
 
 REPO = Path(__file__).resolve().parents[1]

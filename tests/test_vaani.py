@@ -16,8 +16,14 @@ import pytest
 import soundfile as sf
 
 from data_prep import vaani
-from data_prep.vaani import MANIFEST_KEYS, SourceUnavailable, assign_splits, main, prepare
-from speech_calm.audio import encode_audio
+from data_prep.vaani import (
+    MANIFEST_KEYS,
+    SourceUnavailable,
+    assign_splits,
+    main,
+    prepare,
+)
+from speech_calm.speech.audio import encode_audio
 
 REPO = Path(__file__).resolve().parent.parent
 TELUGU = ["నా పేరు రాము", "రవి హైదరాబాద్‌లో ఉంటాడు.", "ఈ రోజు సోమవారం", "నాకు దోశ అంటే ఇష్టం"]
@@ -157,7 +163,7 @@ def test_resume_after_crash(mirror: Path, tmp_path: Path, monkeypatch) -> None:
     clean = tmp_path / "clean"
     _run(mirror, clean)
     out = tmp_path / "crashed"
-    real = vaani._decode_job
+    real = vaani.audio_jobs._decode_job
     calls = {"n": 0}
 
     def crash_after_five(job):
@@ -166,14 +172,15 @@ def test_resume_after_crash(mirror: Path, tmp_path: Path, monkeypatch) -> None:
         calls["n"] += 1
         return real(job)
 
-    monkeypatch.setattr(vaani, "_decode_job", crash_after_five)
+    monkeypatch.setattr(vaani.audio_jobs, "_decode_job", crash_after_five)
     with pytest.raises(KeyboardInterrupt):
         _run(mirror, out)
     assert not (out / "train.jsonl").exists()  # no manifest from a half-finished run
     assert not list((out / "audio").glob(".*"))  # no half-written audio
 
     calls["n"] = 0
-    monkeypatch.setattr(vaani, "_decode_job", lambda job: (calls.__setitem__("n", calls["n"] + 1), real(job))[1])
+    monkeypatch.setattr(vaani.audio_jobs, "_decode_job",
+                        lambda job: (calls.__setitem__("n", calls["n"] + 1), real(job))[1])
     stats = _run(mirror, out)
     assert stats["run"]["reused"] == 5 and calls["n"] == stats["run"]["decoded"] == GOOD + 2 - 5
     for f in ("train.jsonl", "dev.jsonl", "test.jsonl", "stats.json"):
@@ -326,8 +333,8 @@ def test_hf_path_falls_back_to_listing_parquet_files(mirror: Path, tmp_path: Pat
           "pincode": 522001} for i in range(GOOD)]), main_dir / "train-00000-of-00001.parquet")
     _FakeHubFS.root = hub
     monkeypatch.setattr(huggingface_hub, "HfFileSystem", _FakeHubFS)
-    monkeypatch.setattr(vaani, "check_hf_access", lambda *a, **k: None)
-    monkeypatch.setattr(vaani, "_hf_token", lambda: None)
+    monkeypatch.setattr(vaani.hub, "check_hf_access", lambda *a, **k: None)
+    monkeypatch.setattr(vaani.hub, "_hf_token", lambda: None)
 
     def broken_config(*args, **kwargs):
         raise ValueError("BuilderConfig 'Telugu' not found")

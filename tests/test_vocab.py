@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from speech_calm.vocab import BLANK_ID, UNK_CHAR, UNK_ID, CharVocab
+from speech_calm.towers.vocab import BLANK_ID, UNK_CHAR, UNK_ID, CharVocab
 
 TELUGU = ["నమస్కారం", "తెలుగు భాష", "కృష్ణా జిల్లా"]  # vowel signs, viramas (్), anusvara (ం)
 

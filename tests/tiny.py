@@ -25,9 +25,9 @@ from transformers import (
     WhisperModel,
 )
 
-from speech_calm.encoder import ConformerConfig, ConformerEncoder
-from speech_calm.towers import HFSpeechTower, HFTextTower
-from speech_calm.vocab import CharVocab
+from speech_calm.towers.conformer import ConformerConfig, ConformerEncoder
+from speech_calm.towers.hf import HFSpeechTower, HFTextTower
+from speech_calm.towers.vocab import CharVocab
 
 VOCAB = 128
 WIDTH = 32
@@ -205,7 +205,7 @@ def write_corpus(directory: str, n_train: int = 20, n_dev: int = 4, n_test: int 
 
     import numpy as np
 
-    from speech_calm.audio import write_flac
+    from speech_calm.speech.audio import write_flac
 
     rng = _random.Random(seed)
     root = Path(directory)

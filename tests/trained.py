@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech_calm.audio import SAMPLE_RATE, load_audio, write_flac
-from speech_calm.config import load_recipe
-from speech_calm.train import run
+from speech_calm.speech.audio import SAMPLE_RATE, load_audio, write_flac
+from speech_calm.training.loop import run
+from speech_calm.training.recipe import load_recipe
 from tests.runs import make_workspace, write_recipe
 
 _RUNS: dict[str, Path] = {}

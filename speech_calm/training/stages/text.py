@@ -1,0 +1,211 @@
+"""The Telugu→English text path as recipe stages.
+
+    text_lm        m_A: a new small LM learns Telugu monolingual text (offline there is no small pretrained
+                   Telugu LM to further train). It reads the anchor's tokens (text.tokenizer: anchor → aligned
+                   mode; trained on the ids the corpus uses, then given the anchor's full vocabulary) or its own
+                   BPE (text.tokenizer: own → encoder mode).
+    text_compose   CALM: bridges between frozen m_A and the frozen anchor learn few-shot translation
+    text_lora      LoRA in the anchor with as many parameters as the bridges, on the same rows
+    text_finetune  the anchor fine-tuned on the same rows (the skyline)
+    text_eval      chrF++ and BLEU of m_A, m_B, CALM, LoRA and the fine-tuned anchor on the test pairs, and
+                   the anchor's perplexity on English text (forgetting) → text_eval/table.md, table.json
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from speech_calm.core.bridge import BridgeConfig
+from speech_calm.files import write_json
+from speech_calm.speech.metrics import translation_scores
+from speech_calm.text.rows import Row, TextModel
+from speech_calm.text.translation import (
+    END,
+    english_text,
+    perplexity,
+    read_mono,
+    read_pairs,
+    rows,
+)
+from speech_calm.text.variants import Parts, load_plain, load_variant
+from speech_calm.towers.load import dequantized_gguf, resolve_source
+from speech_calm.towers.small_lm import (
+    CompactTokenizer,
+    bpe_tokenizer,
+    expand_vocabulary,
+)
+from speech_calm.training.stages.adapt import AdaptStage
+from speech_calm.training.stages.compute import ComputeStage
+from speech_calm.training.stages.lm import MODEL_DIR, CausalLMStage
+
+
+def anchor_tokenizer(source: str, trust_remote_code: bool = False) -> tuple[Any, int]:
+    """The anchor's tokenizer and vocabulary size, without loading its weights."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    where = resolve_source(source)
+    if where.endswith(".gguf"):
+        where = str(dequantized_gguf(where))
+    tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
+    config = AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
+    return tok, config.get_text_config().vocab_size
+
+
+def text_parts(recipe: Any, run_dir: Path) -> Parts:
+    return Parts(recipe.text.anchor, str(run_dir / "text_lm" / MODEL_DIR), END)
+
+
+def translate_scores(tm: TextModel, items: list[Row], batch_size: int, decoding: Any) -> tuple[dict[str, float],
+                                                                                                list[str]]:
+    """BLEU and chrF++ of greedy/beam translations of `items` (and the translations)."""
+    opts = tm.options(decoding.max_new_tokens, decoding.beam_size, length_penalty=decoding.length_penalty,
+                      no_repeat_ngram_size=decoding.no_repeat_ngram_size,
+                      repetition_penalty=decoding.repetition_penalty)
+    hyps = tm.generate(items, opts, batch_size)
+    return translation_scores([r.target.strip() for r in items], hyps), hyps
+
+
+class TextLMStage(CausalLMStage):
+    """text_lm: m_A learns Telugu text."""
+
+    name = "text_lm"
+    config_group = "text"
+    config_key = "lm"
+
+    def make_tokenizer(self) -> Any:
+        t = self.recipe.text
+        texts = read_mono(t.data_dir)
+        if t.tokenizer == "own":
+            return bpe_tokenizer(texts, t.own_vocab_size)
+        base, self.vocab_size = anchor_tokenizer(t.anchor.source, t.anchor.trust_remote_code)
+        used = {i for x in texts for i in base(x, add_special_tokens=False)["input_ids"]}
+        return CompactTokenizer(base, used)
+
+    def train_rows(self) -> list[Row]:
+        return [Row("", x) for x in read_mono(self.recipe.text.data_dir)]  # every token is a target
+
+    def dev_metrics(self, tm: TextModel) -> dict[str, float]:
+        dev = [s for s, _ in read_pairs(self.recipe.text.data_dir, "dev", self.train_config.eval_items)]
+        return {"perplexity": perplexity(tm, dev)}
+
+    def export_model(self) -> Any:
+        if isinstance(self.tokenizer, CompactTokenizer):  # read the anchor's ids: give back the full table
+            return expand_vocabulary(self.model, self.tokenizer, self.vocab_size)
+        return self.model
+
+
+class _TextAdaptStage(AdaptStage):
+    config_group = "text"
+
+    def bridge(self) -> BridgeConfig:
+        return self.recipe.text.compose.bridge
+
+    def parts(self) -> Parts:
+        return text_parts(self.recipe, self.run_dir)
+
+    def train_rows(self) -> list[Row]:
+        t = self.recipe.text
+        pairs = read_pairs(t.data_dir, "train")
+        return rows(pairs, t.instruction, t.shots, pairs, seed=self.recipe.seed)
+
+    def dev_metrics(self, tm: TextModel) -> dict[str, float]:
+        t = self.recipe.text
+        items = rows(read_pairs(t.data_dir, "dev", self.train_config.eval_items), t.instruction, t.shots,
+                     read_pairs(t.data_dir, "train", 64), seed=None)
+        scores, hyps = translate_scores(tm, items, self.section.eval_batch_size, t.decoding)
+        return {**scores, "example": f"{items[0].source} → {hyps[0]}"}  # type: ignore[dict-item]
+
+
+class TextComposeStage(_TextAdaptStage):
+    """text_compose: CALM bridges between m_A and the anchor."""
+
+    name = "text_compose"
+    method = "calm"
+    config_key = "compose"
+
+
+class TextLoraStage(_TextAdaptStage):
+    """text_lora: LoRA in the anchor, parameter count matched to the bridges."""
+
+    name = "text_lora"
+    method = "lora"
+    config_key = "lora"
+
+
+class TextFinetuneStage(_TextAdaptStage):
+    """text_finetune: the anchor's weights train (the skyline)."""
+
+    name = "text_finetune"
+    method = "finetune"
+    config_key = "finetune"
+
+
+class TextEvalStage(ComputeStage):
+    """text_eval: the translation table (chrF++, BLEU) with forgetting (English perplexity)."""
+
+    name = "text_eval"
+
+    def setup(self) -> None:
+        t = self.recipe.text
+        run, dev = self.run_dir, self.rt.device
+        parts = text_parts(self.recipe, run)
+        pool = read_pairs(t.data_dir, "dev")
+        items = rows(read_pairs(t.data_dir, "test", t.test_items), t.instruction, t.shots, pool, seed=None)
+        english = english_text(t.forgetting_text)
+        self.results: dict[str, dict[str, Any]] = {}
+        t0 = time.time()
+        batch = t.compose.eval_batch_size
+        for label, method, stage in (("m_A", None, None), ("m_B", None, None), ("CALM", "calm", "text_compose"),
+                                     ("LoRA", "lora", "text_lora"), ("m_B fine-tuned", "finetune", "text_finetune")):
+            info: dict[str, Any] = {}
+            if method is None:  # a model on its own
+                tm = load_plain(parts.tower if label == "m_A" else parts.anchor.source, parts, dev)
+            elif (run / stage / "done.json").is_file():
+                tm, info = load_variant(method, parts, run / stage, t.compose.bridge, dev)  # type: ignore[arg-type]
+            else:
+                continue  # a recipe without that stage: no row
+            scores, hyps = translate_scores(tm, items, batch, t.decoding)
+            row: dict[str, Any] = {**scores, "trainable": info.get("trainable"), "examples": hyps[:3]}
+            if label != "m_A":
+                # the anchor as the composed model holds it, with no m_A input: for CALM the anchor itself
+                row["english_ppl"] = perplexity(_anchor_only(tm), english)
+                if label == "CALM":
+                    row["english_ppl_with_m_A"] = perplexity(tm, english)  # m_A reads the English too
+            self.results[label] = row
+            del tm  # one model in memory at a time (each holds its own copy of the anchor)
+        self.seconds = time.time() - t0
+        self.markdown = translation_table(self.results, t.shots, len(items))
+        if self.rt.is_main:
+            print(f"\n{self.markdown}\n", flush=True)
+
+    def export(self, stage_dir: Path) -> None:
+        (stage_dir / "table.md").write_text(self.markdown + "\n", encoding="utf-8")
+        write_json(stage_dir / "table.json", {"results": self.results, "eval_seconds": self.seconds})
+
+
+def _anchor_only(tm: TextModel) -> TextModel:
+    """The same model with no m_A input (a composition's anchor is called directly; its bridges stay idle)."""
+    from speech_calm.core.baselines import AnchorModel
+    from speech_calm.core.composition import Composition
+
+    if isinstance(tm.model, Composition):
+        return TextModel(AnchorModel(tm.model.anchor), tm.tokenizer, END)
+    return tm
+
+
+def translation_table(results: dict[str, dict[str, Any]], shots: int, n: int) -> str:
+    """The translation table as Markdown."""
+    lines = [f"Telugu→English, {n} test sentences, {shots}-shot prompts",
+             "",
+             "| model | chrF++ | BLEU | English perplexity (anchor, forgetting) | trained parameters |",
+             "|---|---|---|---|---|"]
+    for label, r in results.items():
+        ppl = f"{r['english_ppl']:.2f}" if "english_ppl" in r else "–"
+        if "english_ppl_with_m_A" in r:
+            ppl += f" ({r['english_ppl_with_m_A']:.2f} with m_A reading)"
+        n_params = r.get("trainable")
+        count = f"{n_params / 1e6:.2f} M" if n_params else "–"
+        lines.append(f"| {label} | {r['chrf']:.1f} | {r['bleu']:.1f} | {ppl} | {count} |")
+    return "\n".join(lines)
