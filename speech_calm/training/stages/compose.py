@@ -30,7 +30,7 @@ from speech_calm.speech.data import (
 from speech_calm.speech.indic import language_script
 from speech_calm.speech.metrics import transcript_scores, translation_scores
 from speech_calm.speech.model import TOWER, load_speech_model
-from speech_calm.training.stages import Stage
+from speech_calm.training.stages.base import Stage
 
 
 def tower_source(recipe: Any, run_dir: Path) -> str:

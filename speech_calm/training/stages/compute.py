@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from speech_calm.core.optim import TrainConfig
-from speech_calm.training.stages import Stage
+from speech_calm.training.stages.base import Stage
 
 
 class ComputeStage(Stage):

@@ -24,7 +24,7 @@ from speech_calm.towers.ctc import HFCTCEncoder
 from speech_calm.towers.hf import HFSpeechTower
 from speech_calm.towers.load import resolve_dtype
 from speech_calm.towers.vocab import CharVocab
-from speech_calm.training.stages import Stage
+from speech_calm.training.stages.base import Stage
 
 
 class _CTCObjective(nn.Module):

@@ -19,7 +19,7 @@ from speech_calm.core.baselines import AnchorModel
 from speech_calm.core.batch import bucket_batches
 from speech_calm.text.rows import Row, TextModel
 from speech_calm.towers.small_lm import build_small_lm
-from speech_calm.training.stages import Stage
+from speech_calm.training.stages.base import Stage
 
 MODEL_DIR = "model"
 

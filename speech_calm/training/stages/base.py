@@ -1,0 +1,54 @@
+"""The stage contract: what `speech_calm.training.loop.fit` and `run` call on every stage."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from speech_calm.core.optim import TrainConfig
+from speech_calm.training.recipe import Recipe
+
+class Stage(ABC):
+    """One step of a recipe. `fit` uses: module, trainable(), buffers(), batches(epoch), loss(), evaluate(); `run` calls
+    setup() first and export() last."""
+
+    name: str
+    train_config: TrainConfig
+    module: nn.Module  # its forward computes the loss (what DDP wraps)
+
+    def __init__(self, recipe: Recipe, runtime: Any, run_dir: Path) -> None:
+        self.recipe = recipe
+        self.rt = runtime
+        self.run_dir = run_dir
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Load data and build models."""
+
+    @abstractmethod
+    def trainable(self) -> list[tuple[str, nn.Parameter]]:
+        """The parameters that train, by name."""
+
+    def buffers(self) -> list[tuple[str, torch.Tensor]]:
+        """Buffers that training updates (e.g. BatchNorm statistics), checkpointed with the weights."""
+        return []
+
+    @abstractmethod
+    def batches(self, epoch: int) -> list[Any]:
+        """All batches of an epoch, in order; deterministic for (seed, epoch)."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """Scalar loss of one batch; `model` is `self.module` or its DDP wrapper."""
+
+    @abstractmethod
+    def evaluate(self) -> dict[str, float]:
+        """Dev metrics (called on the main process, in eval mode, without autograd)."""
+
+    @abstractmethod
+    def export(self, stage_dir: Path) -> None:
+        """Write the stage's result into `stage_dir`."""
