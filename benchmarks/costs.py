@@ -121,8 +121,13 @@ def build_tower(setup: Setup) -> ConformerEncoder:
     return ConformerEncoder(setup.tower, CharVocab.build(["నమస్కారం"])).eval()
 
 
-def bridge_config(setup: Setup, every: int | None = 4, num: int | None = None) -> BridgeConfig:
-    return BridgeConfig(every=None if num else every, num=num, frame_stack=setup.frame_stack)
+def bridge_config(setup: Setup, every: int = 4, num: int | None = None) -> BridgeConfig:
+    """Every `every`-th m_A layer, or `num` connections spread evenly over both towers (the scaling table)."""
+    if num is None:
+        return BridgeConfig(every=every, frame_stack=setup.frame_stack)
+    layers_a, layers_b = setup.tower.num_layers, setup.anchor["num_hidden_layers"]
+    pairs = [(round((m + 1) * layers_a / num) - 1, round((m + 1) * layers_b / num) - 1) for m in range(num)]
+    return BridgeConfig(every=None, pairs=pairs, frame_stack=setup.frame_stack)
 
 
 VARIANTS: dict[str, str] = {

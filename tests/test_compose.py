@@ -174,7 +174,7 @@ def bridge_with_memory(seq: int = 6, **kw) -> tuple[Bridge, BridgeMemory, torch.
     """A bridge (D_A 8, D_B 16, 2 heads) with an open gate, its memory over `seq` random m_A states, and anchor
     states (1, seq, 16)."""
     torch.manual_seed(0)
-    bridge = Bridge(8, 16, 2, **kw)
+    bridge = Bridge(8, 16, 2, BridgeConfig(**kw))
     with torch.no_grad():
         bridge.gate.scale.fill_(0.7)
     memory = bridge.memory(torch.randn(1, seq, 8), torch.ones(1, seq, dtype=torch.bool))
@@ -232,61 +232,35 @@ def test_window_errors() -> None:
         Composition(tiny.anchor("llama"), {"s": tiny.speech_tower("conformer")}, BridgeConfig(every=1, window=2))
 
 
-def offset_bridge() -> tuple[Bridge, BridgeMemory, torch.Tensor]:
-    """A 4-head bridge with `offset_bias` and zero queries (content plays no part), its memory over 9 slots
-    at character positions -1..10 (odd: pauses), and anchor states (1, 3, 16)."""
+def test_score_bias_hook_adds_the_callers_scores() -> None:
+    """The core's generic hook: a bridge asks its score bias for additive scores from the query, the memory's
+    slot positions and each query's context; a bias that prefers one slot moves attention there, and the
+    bridge refuses to run without positions or context."""
+    seen = []
+
+    def factory(bridge: Bridge):  # noqa: ANN202 - a ScoreBiasFactory
+        def scores(query: torch.Tensor, memory: BridgeMemory, context: torch.Tensor) -> torch.Tensor:
+            seen.append((memory.positions, context))
+            # (B, H, T, S): +30 on the slot whose position equals the query's context
+            hit = memory.positions[:, None, None, :] == context[:, None, :, None]
+            return 30.0 * hit.float().expand(-1, bridge.num_heads, -1, -1)
+        return scores
+
     torch.manual_seed(0)
-    bridge = Bridge(8, 16, 4, offset_bias=4)
-    with torch.no_grad():
-        bridge.q.weight.zero_()
-        bridge.gate.scale.fill_(0.7)
-    chars = torch.tensor([[-1, 0, 1, 2, 4, 6, 7, 8, 10]])  # characters 0..5 at slots 1, 3, 4, 5, 7, 8
-    memory = bridge.memory(torch.randn(1, 9, 8), torch.ones(1, 9, dtype=torch.bool), chars)
-    return bridge, memory, torch.randn(1, 3, 16)
-
-
-def test_offset_bias_points_each_head_at_its_character() -> None:
-    bridge, memory, hidden = offset_bridge()
+    bridge = Bridge(8, 16, 2, score_bias=factory)
     calls: list[torch.Tensor] = []
     bridge.record = calls.append
-    written = torch.tensor([[2.0, 3.0, 1.0]])
+    positions = torch.tensor([[0, 1, 2, 3, 4]])
+    memory = bridge.memory(torch.randn(1, 5, 8), torch.ones(1, 5, dtype=torch.bool), positions)
+    context = torch.tensor([[3.0, 0.0]])
     with torch.no_grad():
-        bridge(hidden, memory, written=written)
-    slot_of_char = {0: 1, 1: 3, 2: 4, 3: 5, 4: 7, 5: 8}
-    best = calls[0][0].argmax(-1)  # (H, T)
-    for t, w in enumerate(written[0].tolist()):  # head h peaks at character written + h - 1
-        assert best[:, t].tolist() == [slot_of_char[int(w) + h - 1] for h in range(4)]
-    # the gate decides per query how much position counts: shut, attention is uniform again
-    with torch.no_grad():
-        bridge.offset_gate.bias.fill_(-30.0)
-        bridge(hidden, memory, written=written)
-    torch.testing.assert_close(calls[1], torch.full_like(calls[1], 1 / 9))
-
-
-def test_offset_bias_reads_the_memory_in_order_as_characters_are_written() -> None:
-    bridge, memory, hidden = offset_bridge()
-    with torch.no_grad():
-        early = bridge(hidden, memory, written=torch.zeros(1, 3))
-        value = memory.value.clone()
-        value[:, :, 8] += 1.0  # character 5: far from a query that has written nothing, next for one at 5
-        changed = BridgeMemory(memory.key, value, memory.mask, memory.char_positions)
-        moved_early = (bridge(hidden, changed, written=torch.zeros(1, 3)) - early).abs().amax()
-        late = bridge(hidden, memory, written=torch.full((1, 3), 5.0))
-        moved_late = (bridge(hidden, changed, written=torch.full((1, 3), 5.0)) - late).abs().amax()
-    assert moved_late > 50 * moved_early  # a prior, not a mask: far slots still count a little
-
-
-def test_offset_bias_errors() -> None:
-    with pytest.raises(ConfigError, match="offset_bias must be >= 1"):
-        Bridge(8, 16, 4, offset_bias=0)
-    with pytest.raises(ConfigError, match="needs m_A states with character positions"):
-        Bridge(8, 16, 4, offset_bias=2).memory(torch.randn(1, 3, 8), torch.ones(1, 3, dtype=torch.bool))
-    with pytest.raises(ConfigError, match="offset_bias is for encoder mode"):
-        Composition(tiny.anchor("llama"), {"lm": tiny.text_tower()},
-                    BridgeConfig(every=1, mode="aligned", offset_bias=2))
-    bridge, memory, hidden = offset_bridge()
-    with pytest.raises(ValueError, match="needs the characters written"):
-        bridge(hidden, memory)
+        bridge(torch.randn(1, 2, 16), memory, bias_context=context)
+    assert torch.equal(seen[0][0], positions) and torch.equal(seen[0][1], context)
+    assert calls[0][0].argmax(-1).tolist() == [[3, 0], [3, 0]]  # (H, T): every head at the chosen slot
+    with pytest.raises(ConfigError, match="score bias needs m_A states with positions"):
+        bridge.memory(torch.randn(1, 5, 8), torch.ones(1, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="give the context of each query"):
+        bridge(torch.randn(1, 2, 16), memory)
 
 
 def test_two_towers_augment_one_anchor() -> None:
@@ -354,9 +328,9 @@ def test_bridge_parameter_count_matches_formula() -> None:
 # ------------------------------------------------------------------------------------------------ layer choice
 
 
-def test_select_connections_every_num_pairs() -> None:
+def test_select_connections_every_pairs() -> None:
     assert select_connections(12, 18, BridgeConfig(every=4)) == [(3, 5), (7, 11), (11, 17)]
-    assert select_connections(8, 4, BridgeConfig(num=2)) == [(3, 1), (7, 3)]
+    assert select_connections(8, 4, BridgeConfig(every=4)) == [(3, 1), (7, 3)]
     assert select_connections(8, 4, BridgeConfig(pairs=[(0, 3), (5, 1)])) == [(0, 3), (5, 1)]
 
 
@@ -366,13 +340,13 @@ def test_select_connections_every_num_pairs() -> None:
         (BridgeConfig(pairs=[(12, 0)]), "names layer 12 of tower 'speech', which has 12 layers"),
         (BridgeConfig(pairs=[(0, 18)]), "anchor layer 18, but the anchor has 18 layers"),
         (BridgeConfig(every=16), "selects no layer"),
-        (BridgeConfig(num=13), "more connections"),
+        (BridgeConfig(every=1), "bridge.every=1 selects 12 layers"),
         (BridgeConfig(pairs=[(1, 1), (1, 1)]), "repeat"),
     ],
 )
 def test_select_connections_errors(cfg: BridgeConfig, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        select_connections(12, 18, cfg, "speech")
+        select_connections(12, 18 if cfg.every != 1 else 6, cfg, "speech")
 
 
 def test_layer_past_depth_fails_at_build() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from speech_calm.core.bridge import BridgeConfig
+from speech_calm.speech.config import SpeechBridgeConfig
 from speech_calm.schema import ConfigError, from_dict
 from speech_calm.training.recipe import Recipe, load_recipe, save_recipe
 
@@ -25,7 +25,7 @@ def test_load_with_overrides_and_save_resolved(tmp_path: Path) -> None:
                                 "compose.train.optim.betas=[0.8, 0.9]"])
     assert isinstance(recipe, Recipe)
     assert recipe.compose.train.optim.lr == 3e-4 and isinstance(recipe.compose.train.optim.lr, float)
-    assert recipe.compose.bridge == BridgeConfig(every=None, frame_stack=3, pairs=[(0, 1), (2, 3)])
+    assert recipe.compose.bridge == SpeechBridgeConfig(every=None, frame_stack=3, pairs=[(0, 1), (2, 3)])
     assert recipe.encoder.model.num_layers == 6
     assert recipe.compose.train.optim.betas == (0.8, 0.9)
     out = tmp_path / "run" / "recipe.yaml"
@@ -86,9 +86,10 @@ def test_every_field_is_documented() -> None:
         if cls in seen:
             continue
         seen.add(cls)
-        source = inspect.getsource(cls)
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
+            owner = next(c for c in cls.__mro__ if f.name in vars(c).get("__annotations__", {}))  # inherited?
+            source = inspect.getsource(owner)
             line = next(line for line in source.splitlines() if line.strip().startswith(f"{f.name}:"))
             assert "#" in line, f"{cls.__name__}.{f.name} has no comment saying what it is"
             todo += [t for t in (hints[f.name], *typing.get_args(hints[f.name])) if dataclasses.is_dataclass(t)]

@@ -18,7 +18,7 @@ def test_runs_are_averaged_and_cut_at_the_real_length() -> None:
     assert out.hidden_states[0][0, :, 0].tolist() == [0.5, 3.0, 5.0]  # (0+1)/2, (2+3+4)/3, 5
     assert out.hidden_states[0][1, :, 0].tolist() == [6.5, 8.0, 9.0]  # padded frames 10, 11 left out
     # character i at 2i, a pause (blank run) before it at 2i-1; padded frames do not relabel item 1's last run
-    assert out.char_positions.tolist() == [[-1, 0, 1], [0, 1, 2]]
+    assert out.positions.tolist() == [[-1, 0, 1], [0, 1, 2]]
 
 
 def test_compressed_tower_padding_invariance_and_length() -> None:

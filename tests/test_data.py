@@ -24,24 +24,3 @@ def test_read_jsonl_parses_skips_limits_and_names_bad_lines(tmp_path: Path) -> N
     (tmp_path / "m.jsonl").write_text("not json\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"m.jsonl:1: not a valid manifest line"):
         read_manifest(tmp_path / "m.jsonl")
-
-
-def test_task_batches_repeat_rows_apart_and_keep_tasks_apart() -> None:
-    from collections import Counter
-
-    from speech_calm.core.batch import bucket_batches
-    from speech_calm.speech.data import task_batches
-
-    tasks = ["transcribe", "translate"] * 30
-    durations = [1.0 + (k // 2) * 0.1 for k in range(60)]  # both rows of an utterance share its duration
-    # neither option: exactly the plain duration buckets
-    assert task_batches(tasks, durations, 8, None, 0, 3) == bucket_batches(durations, 8, None, 0, 3)
-    batches = task_batches(tasks, durations, 8, None, 0, 3, repeats={"translate": 2}, by_task=True)
-    assert all(len({tasks[k] for k in b}) == 1 for b in batches)  # one task per batch
-    counts = Counter(k for b in batches for k in b)
-    assert all(counts[k] == (2 if tasks[k] == "translate" else 1) for k in range(60))
-    assert all(len(b) == len(set(b)) for b in batches)  # a row's copies are in different batches
-    assert batches == task_batches(tasks, durations, 8, None, 0, 3, repeats={"translate": 2}, by_task=True)
-    assert batches != task_batches(tasks, durations, 8, None, 0, 4, repeats={"translate": 2}, by_task=True)
-    kinds = [tasks[b[0]] for b in batches]
-    assert kinds != sorted(kinds) and kinds != sorted(kinds, reverse=True)  # the tasks are interleaved

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from speech_calm.core.batch import lm_batch
-from speech_calm.core.bridge import BridgeConfig
+from speech_calm.speech.config import SpeechBridgeConfig
 from speech_calm.core.decoding import generate
 from speech_calm.core.tower import output_cache
 from speech_calm.schema import ConfigError
@@ -27,7 +27,7 @@ def speech_model(chain: bool, offset_bias: int | None = 4, seed: int = 0, chars:
                  script_vocab: bool = False) -> SpeechModel:
     """A tiny anchor and tokenizer, a tiny CTC-compressed Conformer and open bridges (random weights)."""
     tok = tiny.tokenizer(TEXTS, vocab_size=400)  # large enough to merge Telugu characters into words
-    cfg = ComposeStageConfig(bridge=BridgeConfig(every=1, offset_bias=offset_bias), compress="ctc",
+    cfg = ComposeStageConfig(bridge=SpeechBridgeConfig(every=1, offset_bias=offset_bias), compress="ctc",
                              chain_translation=chain, char_targets=chars, script_vocab=script_vocab)
     anchor = tiny.anchor("gemma3", seed, vocab=len(tok), init=0.3, window=64)
     model = build_composition(anchor, CTCCompressedTower(tiny.speech_tower("conformer")), cfg)
@@ -91,7 +91,7 @@ def test_decoding_counts_characters_as_training_does(chain: bool) -> None:
         batch = lm_batch([prompt] * 2, tokens.tolist(), speech.pad_id)
         written = speech.chars_written(tokens.tolist(), batch.input_ids.shape[1])
         assert written[:, : len(prompt)].eq(0).all() and written[:, -1].gt(0).all()
-        forced = model(batch.input_ids, tower_inputs=inputs, written=written).logits[:, len(prompt) - 1:]
+        forced = model(batch.input_ids, tower_inputs=inputs, bias_context=written).logits[:, len(prompt) - 1:]
         # the decoder's path: the prompt once, then one token at a time through the caches
         memory = model.encode(inputs)
         step = model(torch.tensor([prompt] * 2), memory=memory, use_cache=True)
@@ -101,7 +101,7 @@ def test_decoding_counts_characters_as_training_does(chain: bool) -> None:
             step = model(tokens[:, i: i + 1], mask, memory=memory, cache=output_cache(step), use_cache=True)
             stepped.append(step.logits[:, -1])
         # without the count the bridges would read other slots: it matters to the result
-        blind = model(batch.input_ids, tower_inputs=inputs, written=torch.zeros_like(written)).logits
+        blind = model(batch.input_ids, tower_inputs=inputs, bias_context=torch.zeros_like(written)).logits
     torch.testing.assert_close(torch.stack(stepped, 1), forced, rtol=1e-4, atol=1e-4)
     assert (blind[:, len(prompt) - 1:] - forced).abs().amax() > 1e-3
 

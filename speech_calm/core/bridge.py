@@ -1,16 +1,23 @@
-"""One CALM bridge: which layers connect, the projection and gated cross-attention, its memory."""
+"""One CALM bridge: which layers connect, the projection and gated cross-attention, its memory.
+
+A bridge knows nothing of what m_A or the anchor stand for. What a task knows about positions reaches it
+through one hook, a *score bias*: additive attention scores computed from the query, the memory (whose slots
+may carry `positions`) and a per-query `bias_context` that the caller supplies (the speech path: a prior over
+the offset between a slot's character and the characters already written, `speech_calm.speech.offsets`).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speech_calm.core.optim import mark_gate
 from speech_calm.core.tower import AugmentingTower, anchor_spec
 from speech_calm.schema import ConfigError
 
@@ -20,19 +27,14 @@ def select_connections(
 ) -> list[tuple[int, int]]:
     """The (m_A layer i, anchor layer j) pairs, 0-based, validated against both depths.
 
-    `cfg.pairs` wins; else `cfg.num` connections evenly spaced in both towers; else every `cfg.every`-th m_A
-    layer (k-1, 2k-1, ...) joined to as many anchor layers spread evenly up to the last one (paper: k = 4).
+    `cfg.pairs` wins; else every `cfg.every`-th m_A layer (k-1, 2k-1, ...) joined to as many anchor layers spread evenly up to the last one (paper: k = 4).
     """
     if cfg.pairs is not None:
         pairs = [tuple(p) for p in cfg.pairs]
         if not pairs:
             raise ConfigError(f"bridge.pairs for tower '{tower}' is empty; give at least one (i, j) pair")
     else:
-        if cfg.num is not None:
-            n = cfg.num
-            if n < 1:
-                raise ConfigError(f"bridge.num must be >= 1, got {n}")
-        elif cfg.every is not None:
+        if cfg.every is not None:
             if cfg.every < 1:
                 raise ConfigError(f"bridge.every must be >= 1, got {cfg.every}")
             n = tower_layers // cfg.every
@@ -42,16 +44,13 @@ def select_connections(
                     f"layers; use a smaller bridge.every or bridge.pairs"
                 )
         else:
-            raise ConfigError("set one of bridge.every, bridge.num or bridge.pairs")
-        if n > tower_layers or n > anchor_layers:
+            raise ConfigError("set bridge.every or bridge.pairs")
+        if n > anchor_layers:
             raise ConfigError(
-                f"bridge.num={n} is more connections than tower '{tower}' ({tower_layers} layers) or the anchor "
-                f"({anchor_layers} layers) has layers"
+                f"bridge.every={cfg.every} selects {n} layers of tower '{tower}' ({tower_layers} layers), more than "
+                f"the anchor's {anchor_layers} layers can take one each; use a larger bridge.every or bridge.pairs"
             )
-        if cfg.num is None:
-            ii = [(m + 1) * cfg.every - 1 for m in range(n)]  # type: ignore[operator]
-        else:
-            ii = [round((m + 1) * tower_layers / n) - 1 for m in range(n)]
+        ii = [(m + 1) * cfg.every - 1 for m in range(n)]
         jj = [round((m + 1) * anchor_layers / n) - 1 for m in range(n)]
         pairs = list(zip(ii, jj))
     for i, j in pairs:
@@ -74,14 +73,14 @@ def select_connections(
 class BridgeMemory:
     """A bridge's keys and values over m_A's states, computed once per input.
 
-    key, value: (B, H, S, d); mask: (B, S) bool, True on real m_A positions; char_positions: (B, S) long, the
-    transcript position of each slot (see `TowerOutput.char_positions`), for `bridge.offset_bias`.
+    key, value: (B, H, S, d); mask: (B, S) bool, True on real m_A positions; positions: (B, S) long, where each
+    slot stands in what m_A read (see `TowerOutput.positions`), kept for a bridge's score bias.
     """
 
     key: torch.Tensor
     value: torch.Tensor
     mask: torch.Tensor
-    char_positions: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
     _encoder_masks: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
     _with_null: tuple[tuple[int, int], torch.Tensor, torch.Tensor] | None = field(default=None, repr=False,
                                                                                     compare=False)
@@ -123,8 +122,8 @@ class BridgeMemory:
 
     def select(self, index: torch.Tensor) -> BridgeMemory:
         """Pick batch rows (beam search reorders and repeats rows)."""
-        chars = self.char_positions[index] if self.char_positions is not None else None
-        return BridgeMemory(self.key[index], self.value[index], self.mask[index], chars)
+        positions = self.positions[index] if self.positions is not None else None
+        return BridgeMemory(self.key[index], self.value[index], self.mask[index], positions)
 
 
 class TanhGate(nn.Module):
@@ -132,10 +131,24 @@ class TanhGate(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.scale = nn.Parameter(torch.zeros(1))
+        self.scale = mark_gate(nn.Parameter(torch.zeros(1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.tanh(self.scale)
+
+
+class ScoreBias(Protocol):
+    """Additive attention scores a bridge asks its caller for (see the module docstring)."""
+
+    def __call__(self, query: torch.Tensor, memory: BridgeMemory, context: torch.Tensor) -> torch.Tensor:
+        """Scores (B, H, T, S) for queries (B, T, D_B) (normed anchor states) over the memory's S slots;
+        `context`: (B, T), what the caller says about each query (`bias_context`)."""
+
+
+# Called once by each bridge it serves, at the end of the bridge's construction. It may register learned
+# parameters on the bridge (they are then saved, loaded and optimised with it, under the names it gives them)
+# and returns the bias. `mark_gate` gives a parameter the gates' learning rate.
+ScoreBiasFactory = Callable[["Bridge"], ScoreBias]
 
 
 class Bridge(nn.Module):
@@ -145,10 +158,15 @@ class Bridge(nn.Module):
         tower_dim: D_A, the width of m_A's hidden states.
         anchor_dim: D_B, the anchor's hidden size.
         num_heads: attention heads; D_B must divide by it.
-        frame_stack: k consecutive m_A frames are concatenated before projection (shortens speech k times).
-        relative: scale the update by the RMS of the anchor state it is added to (see `BridgeConfig.relative`).
+        cfg: frame stacking, dropout, norm epsilon, aligned-mode window and null slot (see `BridgeConfig`).
         anchor_norm: the anchor's own (frozen) norm for this state, applied before the query's LayerNorm (see
             `BridgeConfig.anchor_norm`); borrowed, not owned: it is not among the bridge's parameters.
+        score_bias: makes this bridge's `ScoreBias`; its forward then needs `bias_context`, and its memory
+            slot positions (one per slot: frame_stack 1).
+
+    Every update is written in the anchor's own units: it is scaled by the RMS of the anchor state it is added
+    to, whose residual stream grows with depth (Gemma 3 270M: ~4 after layer 0, ~1000 after layer 17), so
+    that a bridge of fixed scale would not vanish in deep layers.
     """
 
     def __init__(
@@ -156,55 +174,39 @@ class Bridge(nn.Module):
         tower_dim: int,
         anchor_dim: int,
         num_heads: int,
-        frame_stack: int = 1,
-        dropout: float = 0.0,
-        norm_eps: float = 1e-6,
-        relative: bool = True,
+        cfg: BridgeConfig | None = None,
         anchor_norm: nn.Module | None = None,
-        window: int | None = None,
-        null_slot: bool = False,
-        offset_bias: int | None = None,
+        score_bias: ScoreBiasFactory | None = None,
     ) -> None:
         super().__init__()
+        cfg = cfg or BridgeConfig()
         if anchor_dim % num_heads:
             raise ConfigError(
                 f"bridge.num_heads={num_heads} does not divide the anchor width {anchor_dim}; "
                 f"choose a divisor of {anchor_dim}"
             )
-        if frame_stack < 1:
-            raise ConfigError(f"bridge.frame_stack must be >= 1, got {frame_stack}")
-        if window is not None and window < 1:
-            raise ConfigError(f"bridge.window must be >= 1 (or null for every earlier position), got {window}")
-        if offset_bias is not None and offset_bias < 1:
-            raise ConfigError(f"bridge.offset_bias must be >= 1 characters (or null for none), got {offset_bias}")
-        self.window = window
+        if cfg.frame_stack < 1:
+            raise ConfigError(f"bridge.frame_stack must be >= 1, got {cfg.frame_stack}")
+        if cfg.window is not None and cfg.window < 1:
+            raise ConfigError(f"bridge.window must be >= 1 (or null for every earlier position), got {cfg.window}")
+        self.window = cfg.window
         self.num_heads = num_heads
-        self.frame_stack = frame_stack
-        self.dropout = dropout
-        self.relative = relative
+        self.frame_stack = cfg.frame_stack
+        self.dropout = cfg.dropout
         # m_A layers differ in scale; normalising before the projection keeps every connection trainable
-        self.norm_memory = nn.LayerNorm(tower_dim * frame_stack, eps=norm_eps)
-        self.proj = nn.Linear(tower_dim * frame_stack, anchor_dim)
-        self.norm_query = nn.LayerNorm(anchor_dim, eps=norm_eps)
+        self.norm_memory = nn.LayerNorm(tower_dim * cfg.frame_stack, eps=cfg.norm_eps)
+        self.proj = nn.Linear(tower_dim * cfg.frame_stack, anchor_dim)
+        self.norm_query = nn.LayerNorm(anchor_dim, eps=cfg.norm_eps)
         self.q = nn.Linear(anchor_dim, anchor_dim, bias=False)
         self.k = nn.Linear(anchor_dim, anchor_dim, bias=False)
         self.v = nn.Linear(anchor_dim, anchor_dim, bias=False)
         self.o = nn.Linear(anchor_dim, anchor_dim, bias=False)
         self.gate = TanhGate()
         # logit 0 at the start: the null slot competes with m_A's positions like an average key would
-        self.null_key = nn.Parameter(torch.zeros(num_heads, 1, anchor_dim // num_heads)) if null_slot else None
-        self.offset_bias: nn.Parameter | None = None
-        self.offset_gate: nn.Linear | None = None
-        if offset_bias is not None:
-            # buckets of half characters (a pause sits between two characters); head h peaks at character
-            # offset h-1 (the last character written, the next one, the one after, ...), falling 2 logits per
-            # character (1 per character: test CER 5.9% / chrF++ 39.5 against 5.1 / 42.3, recipes/telugu.yaml)
-            offsets = torch.arange(-2 * offset_bias, 2 * offset_bias + 1) / 2
-            centres = torch.arange(num_heads) % 4 - 1.0
-            self.offset_bias = nn.Parameter(-2 * (offsets[None, :] - centres[:, None]).abs())  # (H, 4R+1)
-            self.offset_gate = nn.Linear(anchor_dim, num_heads)  # per query and head: how much position counts
-            nn.init.zeros_(self.offset_gate.weight)
-            nn.init.constant_(self.offset_gate.bias, 2.0)  # sigmoid(2) = 0.88: the prior on from the start
+        self.null_key = (nn.Parameter(torch.zeros(num_heads, 1, anchor_dim // num_heads)) if cfg.null_slot
+                         else None)
+        # a tuple, not a submodule: what the bias learns it registers on this bridge itself
+        self._score_bias: tuple[ScoreBias, ...] = (score_bias(self),) if score_bias is not None else ()
         # a tuple, not a submodule: the anchor's norm keeps its one name and stays out of the bridge's state
         self._anchor_norm = (anchor_norm,) if anchor_norm is not None else ()
         # set by Composition.record_attention: receives the attention probabilities of each call
@@ -214,16 +216,20 @@ class Bridge(nn.Module):
         b, s, d = x.shape  # (B, S, D) -> (B, H, S, D/H)
         return x.view(b, s, self.num_heads, d // self.num_heads).transpose(1, 2)
 
+    @property
+    def has_score_bias(self) -> bool:
+        return bool(self._score_bias)
+
     def memory(self, states: torch.Tensor, mask: torch.Tensor,
-               char_positions: torch.Tensor | None = None) -> BridgeMemory:
+               positions: torch.Tensor | None = None) -> BridgeMemory:
         """Keys and values over m_A states (B, S, D_A) with mask (B, S) → `BridgeMemory` of length S/k.
 
-        char_positions: (B, S), the slots' transcript positions; needed with `offset_bias` (frame_stack 1).
+        positions: (B, S), where each state stands in what m_A read; needed by a score bias (frame_stack 1).
         """
         k = self.frame_stack
-        if self.offset_bias is not None and (char_positions is None or k > 1):
-            raise ConfigError("bridge.offset_bias needs m_A states with character positions, one per slot: set "
-                              "compose.compress=ctc and bridge.frame_stack=1, or remove bridge.offset_bias")
+        if self._score_bias and (positions is None or k > 1):
+            raise ConfigError("this bridge's score bias needs m_A states with positions, one per memory slot: "
+                              "a tower whose outputs carry `positions`, and bridge.frame_stack=1")
         if k > 1:
             b, s, d = states.shape
             pad = (-s) % k
@@ -233,30 +239,18 @@ class Bridge(nn.Module):
             mask = mask.view(b, (s + pad) // k, k).any(-1)  # a stacked frame is real if any of its frames is
         m = self.proj(self.norm_memory(states))  # (B, S', D_B)
         return BridgeMemory(self._heads(self.k(m)), self._heads(self.v(m)), mask,
-                            char_positions if self.offset_bias is not None else None)
-
-    def _offset_scores(self, query: torch.Tensor, memory: BridgeMemory, written: torch.Tensor) -> torch.Tensor:
-        """Additive attention scores (B, H, T, S) from the offset of each slot to the characters written.
-
-        query: (B, T, D_B) normed anchor states; written: (B, T) characters of the target read at each position.
-        """
-        assert self.offset_bias is not None and self.offset_gate is not None and memory.char_positions is not None
-        span = self.offset_bias.shape[1] // 2
-        offset = memory.char_positions[:, None, :] - (2 * written).round().long()[:, :, None]  # (B, T, S)
-        bias = self.offset_bias.t()[offset.clamp(-span, span) + span]  # (B, T, S, H)
-        gate = torch.sigmoid(self.offset_gate(query))  # (B, T, H)
-        return (bias * gate[:, :, None, :]).permute(0, 3, 1, 2)
+                            positions if self._score_bias else None)
 
     def forward(
         self, hidden: torch.Tensor, memory: BridgeMemory, query_index: torch.Tensor | None = None,
-        written: torch.Tensor | None = None,
+        bias_context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The gated update to add to anchor states `hidden` (B, T, D_B); returns (B, T, D_B).
 
         query_index: aligned mode only, (T,) the sequence positions of the T queries; query t then sees only
         m_A positions <= query_index[t] (and > query_index[t] - window with a window). None (encoder mode): every
         query sees all real m_A positions.
-        written: with `offset_bias`, (B, T) characters of the target the anchor has read at each position.
+        bias_context: with a score bias, (B, T) what the caller says about each query (see `ScoreBias`).
         """
         # A query with no visible m_A position (padding, an item without audio) must get exactly 0, not the
         # NaN that softmax over nothing gives: let it attend anywhere, then zero its output.
@@ -279,10 +273,10 @@ class Bridge(nn.Module):
         else:  # position 0 of keys/values: always visible, reads a zero vector
             key, value = memory.with_null(self.null_key, q.dtype)  # (B, H, 1+S, d)
             attn_mask = torch.cat([attn_mask.new_ones(*attn_mask.shape[:-1], 1), attn_mask & visible], dim=-1)
-        if self.offset_bias is not None:
-            if written is None:
-                raise ValueError("bridge.offset_bias needs the characters written at each query (`written`)")
-            scores = self._offset_scores(query, memory, written).to(q.dtype)  # (B, H, T, S)
+        if self._score_bias:
+            if bias_context is None:
+                raise ValueError("this bridge has a score bias: give the context of each query (`bias_context`)")
+            scores = self._score_bias[0](query, memory, bias_context).to(q.dtype)  # (B, H, T, S)
             if self.null_key is not None:
                 scores = F.pad(scores, (1, 0))  # the null slot has no position
             # a float mask is added to the scores; blocked slots get -inf (every row keeps one visible slot)
@@ -303,22 +297,20 @@ class Bridge(nn.Module):
         b, h, t, d = out.shape
         out = self.o(out.transpose(1, 2).reshape(b, t, h * d))  # (B, T, D_B)
         out = F.dropout(out, self.dropout, self.training)
-        if self.relative:
-            # write in the anchor's own units: its residual stream grows with depth (Gemma 3 270M: RMS ~4 after
-            # layer 0, ~1000 after layer 17), so a bridge of fixed scale would vanish in deep layers
-            # (one fp32 reduction kernel instead of cast, square, mean and root: this runs at every token)
-            rms = torch.linalg.vector_norm(hidden.detach(), dim=-1, keepdim=True, dtype=torch.float32)
-            out = out * (rms * hidden.shape[-1] ** -0.5).to(out.dtype)
+        # in the anchor's units (see the class docstring); one fp32 reduction kernel instead of cast, square,
+        # mean and root: this runs at every generated token
+        rms = torch.linalg.vector_norm(hidden.detach(), dim=-1, keepdim=True, dtype=torch.float32)
+        out = out * (rms * hidden.shape[-1] ** -0.5).to(out.dtype)
         return self.gate(out).to(hidden.dtype)
 
 
-def bridge_parameter_count(tower: AugmentingTower, anchor: nn.Module, cfg: BridgeConfig, name: str) -> int:
+def bridge_parameter_count(tower: AugmentingTower, anchor: nn.Module, cfg: BridgeConfig, name: str,
+                           score_bias: ScoreBiasFactory | None = None) -> int:
     """Parameters the bridges of `cfg` would add between tower `name` and `anchor` (what baselines are
     matched to), counted on one bridge built as `Composition` builds it."""
     spec = anchor_spec(anchor)
     pairs = select_connections(tower.num_layers, spec.num_layers, cfg, name)
-    one = Bridge(tower.hidden_size, spec.hidden_size, cfg.num_heads or spec.num_heads, cfg.frame_stack,
-                 null_slot=cfg.null_slot, offset_bias=cfg.offset_bias)
+    one = Bridge(tower.hidden_size, spec.hidden_size, cfg.num_heads or spec.num_heads, cfg, score_bias=score_bias)
     return len(pairs) * sum(p.numel() for p in one.parameters())
 
 
@@ -328,7 +320,6 @@ class BridgeConfig:
 
     type: Literal["cross_attention", "prefix"] = "cross_attention"  # CALM bridges, or the projector baseline
     every: int | None = 4  # connect every k-th m_A layer (k-1, 2k-1, ...) to as many evenly spaced anchor layers
-    num: int | None = None  # or: this many connections, evenly spaced in both towers (overrides `every`)
     pairs: list[tuple[int, int]] | None = None  # or: explicit (m_A layer, anchor layer) pairs, 0-based
     mode: Literal["encoder", "aligned"] = "encoder"  # aligned: m_A reads the anchor's tokens, causally
     # The bridge's attention has no positions of its own, so over many positions it must find by content the
@@ -336,17 +327,10 @@ class BridgeConfig:
     window: int | None = None  # aligned mode: position t reads m_A positions t-window+1..t (None: all <= t)
     # with window 1 the softmax otherwise has one choice: it could not decide how much to write
     null_slot: bool = False  # a learned key with a zero value beside m_A's positions: a query may read nothing
-    # Encoder mode over a CTC-compressed speech memory: the anchor must otherwise find, by content alone, the slot
-    # of the next character it writes. With R set, each head adds a learned bias over the offset between a slot's
-    # character index and the characters the anchor has written (half-character buckets -2R..2R, clamped),
-    # initialised as a monotonic prior (head h peaks at offset h-1: the last character read, the next one, ...)
-    # and scaled per query by a learned gate, so a query that needs content (translation) can switch it off.
-    offset_bias: int | None = None  # R: offsets up to R characters get their own bias (encoder mode, ctc memory)
     num_heads: int | None = None  # cross-attention heads; None = the anchor's head count
     frame_stack: int = 1  # concatenate this many consecutive m_A frames before projecting (speech)
     dropout: float = 0.0  # attention-probability and output dropout inside bridges
     norm_eps: float = 1e-6  # epsilon of the query and memory norms
-    relative: bool = True  # scale each update by the RMS of the anchor state it is added to (deep layers)
     # (Gemma's residual stream is dominated by a few massive dimensions: after a plain LayerNorm alone, all
     # positions look alike, cosine ~0.9)
     anchor_norm: bool = True  # queries read the anchor state through the anchor's own norm for the next layer

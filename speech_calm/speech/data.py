@@ -11,18 +11,16 @@ with Gemma's 262k vocabulary the LM head would otherwise dominate the step.
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from speech_calm.core.batch import bucket_batches
 from speech_calm.files import read_jsonl
-from speech_calm.speech.audio import load_audio, resample
+from speech_calm.speech.audio import load_audio
 
 
 @dataclass(frozen=True)
@@ -63,39 +61,6 @@ def read_split(dirs: Sequence[str | Path], split: str, languages: Sequence[str] 
     return utts
 
 
-def task_batches(
-    tasks: Sequence[str],
-    durations: Sequence[float],
-    batch_size: int,
-    max_batch_seconds: float | None,
-    seed: int,
-    epoch: int,
-    repeats: Mapping[str, int] | None = None,
-    by_task: bool = False,
-) -> list[list[int]]:
-    """`bucket_batches` for rows of several tasks (row k: `tasks[k]`, `durations[k]`).
-
-    repeats: rows of a task per epoch (default 1). A task repeated R times joins R passes over the rows, each
-    bucketed apart, so one row's copies fall in different batches. by_task: each task is bucketed alone, so a
-    short target (a translation) is never padded to a long one (a transcript). Batches of all passes and
-    tasks are shuffled together. With neither, exactly `bucket_batches`. Deterministic for (seed, epoch).
-    """
-    repeats = repeats or {}
-    passes = max([1, *repeats.values()])
-    out: list[list[int]] = []
-    for r in range(passes):
-        pool = [k for k, task in enumerate(tasks) if repeats.get(task, 1) > r]
-        names = sorted({tasks[k] for k in pool}) if by_task else [None]
-        for name in names:
-            rows = [k for k in pool if name is None or tasks[k] == name]
-            groups = bucket_batches([durations[k] for k in rows], batch_size, max_batch_seconds,
-                                    seed + 7919 * r, epoch)  # each pass its own shuffle
-            out += [[rows[j] for j in g] for g in groups]
-    if passes > 1 or by_task:
-        random.Random(seed * 1_000_003 + epoch).shuffle(out)  # passes and tasks interleaved
-    return out
-
-
 class AudioStore:
     """Reads utterance audio; keeps decoded audio in memory when the corpus is small (< `cache_hours`), so
     epochs after the first do not decode FLAC again."""
@@ -114,17 +79,9 @@ class AudioStore:
                 self._cached_seconds += utt.duration
         return wave
 
-    def batch(self, utts: Sequence[Utterance], speed: Sequence[float] | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Audio of `utts`, right-padded: (B, T) float32 at 16 kHz and lengths (B,). `speed`: optional
-        speed-perturbation factors (1.1 = 10% faster and higher), applied by resampling."""
-        waves = []
-        for i, u in enumerate(utts):
-            wave = self.load(u)
-            if speed is not None and speed[i] != 1.0:
-                wave = resample(wave, round(16000 * speed[i]), 16000)
-            waves.append(wave)
-        return pad_waves(waves)
+    def batch(self, utts: Sequence[Utterance]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio of `utts`, right-padded: (B, T) float32 at 16 kHz and lengths (B,)."""
+        return pad_waves([self.load(u) for u in utts])
 
 
 def pad_waves(waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,6 +29,7 @@ from speech_calm.core.tower import AugmentingTower, TowerOutput, anchor_spec
 from speech_calm.schema import ConfigError
 from speech_calm.speech.config import ComposeStageConfig, DecodeConfig
 from speech_calm.speech.indic import SCRIPTS, language_script
+from speech_calm.speech.offsets import CharacterCount, OffsetPrior
 from speech_calm.towers.ctc import CTCCompressedTower
 from speech_calm.towers.load import load_anchor, load_speech_tower
 
@@ -43,15 +44,28 @@ def compressed(tower: AugmentingTower, cfg: ComposeStageConfig) -> AugmentingTow
     return CTCCompressedTower(tower) if cfg.compress == "ctc" else tower
 
 
+def offset_prior(cfg: ComposeStageConfig) -> OffsetPrior | None:
+    """The bridges' score bias over character offsets (`compose.bridge.offset_bias`), checked against what it
+    reads: one memory slot per character or pause, with its index."""
+    b = cfg.bridge
+    if b.offset_bias is None:
+        return None
+    if cfg.compress != "ctc" or b.frame_stack != 1:
+        raise ConfigError("compose.bridge.offset_bias needs m_A states with character positions, one per slot: set "
+                          "compose.compress=ctc and compose.bridge.frame_stack=1, or remove bridge.offset_bias")
+    return OffsetPrior(b.offset_bias)
+
+
 def build_composition(anchor: nn.Module, tower: AugmentingTower, cfg: ComposeStageConfig) -> nn.Module:
     """CALM bridges or, for `bridge.type: prefix`, a projector with as many parameters as those bridges."""
     b = cfg.bridge
     if b.mode != "encoder":
         raise ConfigError(f"a speech tower composes in encoder mode; got compose.bridge.mode={b.mode}")
+    prior = offset_prior(cfg)
     if b.type == "cross_attention":
-        return Composition(anchor, {TOWER: tower}, b)
+        return Composition(anchor, {TOWER: tower}, b, score_bias={TOWER: prior} if prior else None)
     spec = anchor_spec(anchor)
-    hidden = Projector.matched_hidden(bridge_parameter_count(tower, anchor, b, TOWER), tower.hidden_size,
+    hidden = Projector.matched_hidden(bridge_parameter_count(tower, anchor, b, TOWER, prior), tower.hidden_size,
                                       spec.hidden_size, b.frame_stack)
     return PrefixComposition(anchor, {TOWER: tower}, hidden, b.frame_stack)
 
@@ -80,12 +94,12 @@ class SpeechModel:
         self._head = output_head(model.anchor)
         self._script_vocab = self._closed_vocab() if cfg.script_vocab else None
         self._token_chars: torch.Tensor | None = None
-        if getattr(model, "uses_offsets", False):
+        if getattr(model, "uses_score_bias", False):
             # characters each token writes (special tokens none); targets start with a space m_A's transcript
             # lacks, so the count starts at -1
             pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=True)
             self._token_chars = torch.tensor([len(p) for p in pieces], dtype=torch.float32)
-            model.set_token_chars(self._token_chars, start=-1)
+            model.bias_context = CharacterCount(self._token_chars, start=-1)
 
     @property
     def device(self) -> torch.device:
@@ -211,12 +225,12 @@ class SpeechModel:
         to `length`: the characters written, when the bridges read m_A by offset (else nothing)."""
         if self._token_chars is None:
             return {}
-        return {"written": self.chars_written(target_ids, length).to(self.device)}
+        return {"bias_context": self.chars_written(target_ids, length).to(self.device)}
 
     def chars_written(self, target_ids: Sequence[Sequence[int]], length: int) -> torch.Tensor:
         """(B, length) characters of each target read at every position of its left-padded `lm_batch` row:
         0 over the prompt, then the running count after each target token (less the leading space), as
-        `Composition` counts them while decoding."""
+        `CharacterCount` counts them while decoding."""
         assert self._token_chars is not None
         written = torch.zeros(len(target_ids), length)
         for row, ids in enumerate(target_ids):

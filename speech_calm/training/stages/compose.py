@@ -15,17 +15,16 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from speech_calm.core.batch import chunks
+from speech_calm.core.batch import bucket_batches, chunks
 from speech_calm.core.checkpoint import save_bridges
 from speech_calm.core.composition import Composition
 from speech_calm.core.tower import TowerOutput
-from speech_calm.schema import ConfigError
 from speech_calm.speech.data import (
     AudioStore,
     Utterance,
     dev_subset,
     read_split,
-    task_batches,
+
 )
 from speech_calm.speech.indic import language_script
 from speech_calm.speech.metrics import transcript_scores, translation_scores
@@ -65,7 +64,7 @@ def pad_states(states: list[dict[int, torch.Tensor]], num_layers: int, device: t
         chars = torch.zeros(len(states), width, dtype=torch.long, device=device)
         for i, c in enumerate(char_positions):
             chars[i, : lengths[i]] = c.to(device)
-    return TowerOutput(tuple(hidden), mask, char_positions=chars)  # type: ignore[arg-type]
+    return TowerOutput(tuple(hidden), mask, positions=chars)  # type: ignore[arg-type]
 
 
 class ComposeStage(Stage):
@@ -84,24 +83,20 @@ class ComposeStage(Stage):
         self.train = read_split(self.recipe.data.dirs, "train", lang)
         self.items = [(i, task) for i, u in enumerate(self.train)
                       for task in self.speech.training_tasks(bool(u.translation))]
-        bad = {t: n for t, n in cfg.task_repeats.items() if n < 1}
-        if bad:
-            raise ConfigError(f"compose.task_repeats must be >= 1 (got {bad}); leave a task out of compose.tasks "
-                              "to train without it")
         self.dev_items = dev_subset(read_split(self.recipe.data.dirs, "dev", lang), self.train_config.eval_items)
         self.audio = AudioStore()
         self.layers = needed_layers(model)
         self.states: list[dict[int, torch.Tensor]] | None = None
-        self.char_positions: list[torch.Tensor] | None = None
+        self.positions: list[torch.Tensor] | None = None
         if cfg.cache_tower_states:
-            self.states, self.char_positions = self._tower_states(self.train)
+            self.states, self.positions = self._tower_states(self.train)
         if self.rt.is_main:
             n_train = sum(p.numel() for _, p in model.trainable_parameters())
             n_anchor = sum(p.numel() for p in model.anchor.parameters())
             what = "prefix projector" if cfg.bridge.type == "prefix" else "cross-attention bridges"
             print(f"[compose] {what}: {n_train / 1e6:.2f} M trainable parameters "
                   f"({100 * n_train / n_anchor:.2f}% of the anchor's {n_anchor / 1e6:.0f} M); "
-                  f"{sum(self._repeats(t) for _, t in self.items)} training rows per epoch from "
+                  f"{len(self.items)} training rows per epoch from "
                   f"{len(self.train)} utterances", flush=True)
 
     def _tower_states(self, utts: list[Utterance]) -> tuple[list[dict[int, torch.Tensor]],
@@ -121,9 +116,9 @@ class ComposeStage(Stage):
             for row, i in enumerate(group):
                 n = int(out.mask[row].sum())
                 states[i] = {layer: out.hidden_states[layer][row, :n].float().cpu() for layer in self.layers}
-                if out.char_positions is not None:
+                if out.positions is not None:
                     has_chars = True
-                    chars[i] = out.char_positions[row, :n].cpu()
+                    chars[i] = out.positions[row, :n].cpu()
             bar.update(len(group))
         bar.close()
         return states, chars if has_chars else None
@@ -131,14 +126,10 @@ class ComposeStage(Stage):
     def trainable(self) -> list[tuple[str, nn.Parameter]]:
         return list(self.module.trainable_parameters())
 
-    def _repeats(self, task: str) -> int:
-        return self.cfg.task_repeats.get(task, 1)  # type: ignore[call-overload]
-
     def batches(self, epoch: int) -> list[Any]:
         t = self.train_config
-        groups = task_batches([task for _, task in self.items], [self.train[i].duration for i, _ in self.items],
-                              t.batch_size, t.max_batch_seconds, self.recipe.seed, epoch,
-                              dict(self.cfg.task_repeats), self.cfg.task_batches)
+        groups = bucket_batches([self.train[i].duration for i, _ in self.items], t.batch_size,
+                                t.max_batch_seconds, self.recipe.seed, epoch)
         return [[self.items[k] for k in g] for g in groups]
 
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
@@ -146,7 +137,7 @@ class ComposeStage(Stage):
         tasks = [task for _, task in batch]
         targets = [self.speech.training_target(t, u.text, u.translation) for u, t in zip(utts, tasks)]
         if self.states is not None:
-            chars = [self.char_positions[i] for i, _ in batch] if self.char_positions is not None else None
+            chars = [self.positions[i] for i, _ in batch] if self.positions is not None else None
             outputs = {TOWER: pad_states([self.states[i] for i, _ in batch], self.speech.tower.num_layers,
                                          self.rt.device, chars)}
             return self.speech.loss(model, outputs, tasks, targets)

@@ -8,7 +8,6 @@ WER per language with greedy CTC decoding. Result: `encoder/model/`, loadable as
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +82,12 @@ class EncoderStage(Stage):
         t = self.train_config
         # SortaGrad: in the first epoch, short utterances (easy alignments) come first
         sorted_first = self.cfg.sortagrad and epoch == 0
-        groups = bucket_batches([u.duration for u in self.train], t.batch_size, t.max_batch_seconds,
-                                self.recipe.seed, epoch, shuffle=not sorted_first)
-        rng = random.Random(self.recipe.seed * 7919 + epoch)
-        speeds = self.cfg.speed_perturb
-        return [(g, [rng.choice(speeds) for _ in g] if speeds else None) for g in groups]
+        return bucket_batches([u.duration for u in self.train], t.batch_size, t.max_batch_seconds,
+                              self.recipe.seed, epoch, shuffle=not sorted_first)
 
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
-        indices, speed = batch
-        utts = [self.train[i] for i in indices]
-        audio, lens = self.audio.batch(utts, speed)
+        utts = [self.train[i] for i in batch]
+        audio, lens = self.audio.batch(utts)
         targets, target_lens = self.vocab.encode_batch([u.text for u in utts])
         dev = self.rt.device
         return model(audio.to(dev), lens.to(dev), targets.to(dev), target_lens.to(dev))

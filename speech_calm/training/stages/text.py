@@ -1,9 +1,8 @@
 """The Telugu→English text path as recipe stages.
 
     text_lm        m_A: a new small LM learns Telugu monolingual text (offline there is no small pretrained
-                   Telugu LM to further train). It reads the anchor's tokens (text.tokenizer: anchor → aligned
-                   mode; trained on the ids the corpus uses, then given the anchor's full vocabulary) or its own
-                   BPE (text.tokenizer: own → encoder mode).
+                   Telugu LM to further train). It reads the anchor's tokens (aligned mode): trained on the ids
+                   the corpus uses, then given the anchor's full vocabulary.
     text_compose   CALM: bridges between frozen m_A and the frozen anchor learn few-shot translation
     text_lora      LoRA in the anchor with as many parameters as the bridges, on the same rows
     text_finetune  the anchor fine-tuned on the same rows (the skyline)
@@ -33,7 +32,6 @@ from speech_calm.text.variants import Parts, load_plain, load_variant
 from speech_calm.towers.load import dequantized_gguf, resolve_source
 from speech_calm.towers.small_lm import (
     CompactTokenizer,
-    bpe_tokenizer,
     expand_vocabulary,
 )
 from speech_calm.training.stages.adapt import AdaptStage
@@ -77,8 +75,6 @@ class TextLMStage(CausalLMStage):
     def make_tokenizer(self) -> Any:
         t = self.recipe.text
         texts = read_mono(t.data_dir)
-        if t.tokenizer == "own":
-            return bpe_tokenizer(texts, t.own_vocab_size)
         base, self.vocab_size = anchor_tokenizer(t.anchor.source, t.anchor.trust_remote_code)
         used = {i for x in texts for i in base(x, add_special_tokens=False)["input_ids"]}
         return CompactTokenizer(base, used)
@@ -91,9 +87,7 @@ class TextLMStage(CausalLMStage):
         return {"perplexity": perplexity(tm, dev)}
 
     def export_model(self) -> Any:
-        if isinstance(self.tokenizer, CompactTokenizer):  # read the anchor's ids: give back the full table
-            return expand_vocabulary(self.model, self.tokenizer, self.vocab_size)
-        return self.model
+        return expand_vocabulary(self.model, self.tokenizer, self.vocab_size)  # read the anchor's ids: the full table
 
 
 class _TextAdaptStage(AdaptStage):

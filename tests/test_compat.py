@@ -1,0 +1,71 @@
+"""What was written before keeps working: a run directory made before the package's restructure loads and gives
+the pinned outputs, and recipes holding removed settings load where those settings held what is now built in."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+import speech_calm
+from speech_calm.schema import ConfigError
+from speech_calm.training.recipe import RETIRED, load_recipe
+
+FIXTURE = Path(__file__).with_name("fixtures") / "before_layout"
+
+
+@pytest.fixture(scope="module")
+def old_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture's run directory (trained by the code of commit b0016bf), its paths pointing at this copy."""
+    root = tmp_path_factory.mktemp("old") / "before_layout"
+    shutil.copytree(FIXTURE, root)
+    recipe = root / "run_before_layout" / "recipe.yaml"
+    recipe.write_text(recipe.read_text().replace("@ROOT@", str(root)))
+    return root
+
+
+def test_a_run_directory_from_before_the_restructure_gives_the_same_outputs(old_run: Path) -> None:
+    """Its recipe.yaml holds every removed setting (at its built-in value) and its bridges the offset prior's
+    tensors under their old names; loading it needs no migration, and decoding gives, character for
+    character, what the old code gave (`tests/pinned.json`, the same run)."""
+    model = speech_calm.load(old_run / "run_before_layout", device="cpu")
+    files = sorted(str(p) for p in (old_run / "audio").glob("*.flac"))
+    got = [{"text": r["text"], "translation": r["translation"]} for r in model.transcribe(files, task="both")]
+    want = json.loads(Path(__file__).with_name("pinned.json").read_text())["speech"]["outputs"]
+    assert got == want
+
+
+def test_every_removed_setting_is_in_the_old_run_directory() -> None:
+    """The compatibility test above reads each retired key (so each one's migration is exercised)."""
+    saved = yaml.safe_load((FIXTURE / "run_before_layout" / "recipe.yaml").read_text().replace("@ROOT@", "/x"))
+    for key in RETIRED:
+        node = saved
+        for part in key.split("."):
+            node = node[part]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("compose.task_batches=true", "compose.task_batches: True .* this setting was removed"),
+    ("compose.bridge.relative=false", "compose.bridge.relative: False .* this setting was removed"),
+    ("compose.bridge.num=3", "compose.bridge.num: 3 .* this setting was removed"),
+    ("encoder.speed_perturb=[0.9, 1.1]", "encoder.speed_perturb: \\[0.9, 1.1\\] .* this setting was removed"),
+    ("text.tokenizer=own", "text.tokenizer: 'own' .* this setting was removed"),
+])
+def test_a_removed_setting_that_asks_for_something_else_is_refused(tmp_path: Path, override: str,
+                                                                   message: str) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("stages: [compose]\n")
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(path, [override])
+
+
+def test_removed_settings_at_their_built_in_value_load(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("compose:\n  task_batches: false\n  task_repeats: {}\n  bridge: {relative: true, num: null}\n"
+                    "text: {tokenizer: anchor, own_vocab_size: 500}\n")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("{}\n")
+    assert load_recipe(path) == load_recipe(empty)
