@@ -125,6 +125,10 @@ def _run(args: argparse.Namespace) -> int:
     ]
     if args.prefix:
         prefix = load(args.prefix, device="cpu")
+        if prefix.recipe.compose.bridge.type != "prefix":
+            print(f"error: --prefix {args.prefix} was trained with compose.bridge.type="
+                  f"{prefix.recipe.compose.bridge.type}; give a run of compose.bridge.type=prefix", file=sys.stderr)
+            return 2
         report = evaluate(prefix, utts, tasks, batch_size=args.batch_size, progress=True)
         rows.append({"system": "prefix projector (SLAM-ASR style)", "trained_parameters": _trained(prefix),
                      "metrics": report["metrics"]})

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from speech_calm.evaluate import main
 from speech_calm.speech.audio import torch_threads
 from speech_calm.speech.evaluate import scores, table
+from speech_calm.training.loop import run
+from speech_calm.training.recipe import load_recipe
 from tests.trained import clips, trained_run
 
 
@@ -80,9 +83,19 @@ def test_missing_manifest_is_a_usage_error(ws: Path, tmp_path: Path, capsys: pyt
 
 
 def test_results_table_puts_every_system_side_by_side(ws: Path, capsys: pytest.CaptureFixture) -> None:
+    """The prefix row is a real projector run: trained on the same m_A with compose.bridge.type=prefix."""
     from benchmarks import speech_table
+    from tests.runs import write_recipe
+    from tests.trained import FEW_STEPS
 
-    assert speech_table.main([str(ws / "run"), "--prefix", str(ws / "run"), "--limit", "3"]) == 0
+    prefix = run(load_recipe(write_recipe(ws, "prefix_run", stages=["compose"], compose={
+        "anchor": {"source": str(ws / "anchor")}, "tower": {"source": str(ws / "run" / "encoder" / "model")},
+        "bridge": {"type": "prefix", "every": 1, "frame_stack": 2}, "decoding": {"max_new_tokens": 12},
+        "train": FEW_STEPS})))
+    projector = sum(t.numel() for t in load_file(str(prefix / "compose" / "bridges.safetensors")).values())
+    assert speech_table.main([str(ws / "run"), "--prefix", str(ws / "run"), "--limit", "3"]) == 2  # not a projector
+    assert "give a run of compose.bridge.type=prefix" in capsys.readouterr().err
+    assert speech_table.main([str(ws / "run"), "--prefix", str(prefix), "--limit", "3"]) == 0
     assert torch.is_grad_enabled()  # no global switch left behind for the code that runs next
     report = json.loads((ws / "run" / "eval" / "table.json").read_text())
     systems = [r["system"] for r in report["rows"]]
@@ -91,6 +104,7 @@ def test_results_table_puts_every_system_side_by_side(ws: Path, capsys: pytest.C
     ctc, anchor = report["rows"][0]["metrics"], report["rows"][1]["metrics"]
     assert "cer" in ctc and "chrf" not in ctc  # m_A transcribes only
     assert {"cer", "chrf"} <= set(anchor) and report["rows"][1]["trained_parameters"] == 0
+    assert report["rows"][2]["trained_parameters"] == projector  # the projector run's own weights
     assert report["rows"][3]["trained_parameters"] > 0
     ppl = report["english_perplexity"]
     assert ppl["anchor"] > 1 and ppl["composed_without_audio"] == pytest.approx(ppl["anchor"], rel=1e-5)

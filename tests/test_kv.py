@@ -9,7 +9,9 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from data_prep.kv_arithmetic import (
+from data_prep.kv_arithmetic import main as kv_main
+from speech_calm.text.kv import DATASETS, accuracy, kv_tokenizer, read_rows, table
+from speech_calm.text.kv_data import (
     KVSettings,
     build,
     choose_compose_keys,
@@ -21,8 +23,6 @@ from data_prep.kv_arithmetic import (
     split_terms,
     value,
 )
-from data_prep.kv_arithmetic import main as kv_main
-from speech_calm.text.kv import DATASETS, accuracy, kv_tokenizer, read_rows, table
 from speech_calm.text.rows import Row
 from speech_calm.training.loop import run
 from speech_calm.training.recipe import load_recipe

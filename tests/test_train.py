@@ -135,6 +135,32 @@ def test_resume_matches_an_uninterrupted_run(workspace: Path) -> None:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
 
 
+def test_resume_compares_only_the_sections_its_stages_read(workspace: Path) -> None:
+    """A saved recipe whose key-value section differs (a default changed in code since) resumes a speech run;
+    one whose encoder section differs is refused, and the message names the section."""
+    import yaml
+
+    from speech_calm.schema import ConfigError
+
+    enc = {"model": {"d_model": 32, "num_heads": 4, "ffn_dim": 64, "num_layers": 2, "subsampling_channels": 8,
+                     "depthwise_kernel_size": 3},
+           "train": {"max_steps": 2, "batch_size": 4, "eval_every": 100, "save_every": 2, "log_every": 1}}
+    path = write_recipe(workspace, "sections", stages=["encoder"], encoder=enc)
+    run_dir = run(load_recipe(path))
+    saved = run_dir / "recipe.yaml"
+    data = yaml.safe_load(saved.read_text())
+    data["kv"]["data"]["num_keys"] += 1  # what a change of KVDataConfig's default would leave
+    data["text"]["shots"] += 1
+    saved.write_text(yaml.safe_dump(data))
+    (run_dir / "encoder" / "done.json").unlink()  # as if it had stopped at step 2 of 3
+    run(load_recipe(path, ["encoder.train.max_steps=3"]))  # resumes: nothing the encoder stage reads differs
+    assert json.loads((run_dir / "encoder" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 3
+    with pytest.raises(ConfigError, match=r"its encoder settings differ"):
+        run(load_recipe(path, ["encoder.model.ffn_dim=48"]))
+    with pytest.raises(ConfigError, match=r"its seed settings differ"):
+        run(load_recipe(path, ["seed=1"]))
+
+
 def test_torchrun_two_processes(workspace: Path) -> None:
     tiny_train = {"max_steps": 6, "batch_size": 4, "eval_every": 6, "eval_items": 2, "save_every": 3, "log_every": 3}
     path = write_recipe(workspace, "ddp", encoder={"train": tiny_train}, compose={"train": tiny_train})

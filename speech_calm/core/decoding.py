@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -19,14 +19,24 @@ from speech_calm.core.tower import output_cache
 
 
 @dataclass(frozen=True)
-class DecodingOptions:
-    """How to search. Frozen: one object describes one decoding configuration."""
+class SearchConfig:
+    """The search a recipe chooses (a `decoding` section); `DecodingOptions` adds what the task fixes."""
 
     max_new_tokens: int = 128  # hard cap on generated tokens per item
     beam_size: int = 1  # 1 = greedy
     length_penalty: float = 1.0  # beam: final score = logprob / length ** length_penalty
     no_repeat_ngram_size: int = 0  # forbid repeating any generated n-gram of this size (0 = off)
     repetition_penalty: float = 1.0  # >1 lowers the score of tokens already generated (CTRL-style)
+
+    def search(self) -> dict[str, Any]:
+        """These settings as keyword arguments (of `DecodingOptions`)."""
+        return {f.name: getattr(self, f.name) for f in fields(SearchConfig)}
+
+
+@dataclass(frozen=True)
+class DecodingOptions(SearchConfig):
+    """How to search. Frozen: one object describes one decoding configuration."""
+
     eos_token_ids: tuple[int, ...] = ()  # generation of an item ends at any of these
     pad_token_id: int = 0  # fills rows that have finished
     use_cache: bool = True  # False recomputes everything at every step (for checking the cache)

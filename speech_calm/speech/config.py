@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from speech_calm.core.bridge import BridgeConfig
+from speech_calm.core.decoding import SearchConfig
 from speech_calm.core.optim import TrainConfig
 from speech_calm.towers.conformer import ConformerConfig
 from speech_calm.towers.load import TowerConfig
@@ -56,15 +57,10 @@ class PromptConfig:
     english_marker: str = "\nEnglish:"  # between a chained transcript and its translation
 
 
-@dataclass
-class DecodeConfig:
-    """Decoding settings for evaluation and inference (see speech_calm.decoding.DecodingOptions)."""
+@dataclass(frozen=True)
+class DecodeConfig(SearchConfig):
+    """The search for evaluation and inference (`core.decoding.SearchConfig`), capped by the audio's length."""
 
-    max_new_tokens: int = 128  # cap on generated tokens per item
-    beam_size: int = 1  # 1 = greedy
-    length_penalty: float = 1.0  # beam: logprob / length ** length_penalty
-    no_repeat_ngram_size: int = 0  # forbid repeating generated n-grams of this size (0 = off)
-    repetition_penalty: float = 1.0  # >1 discourages tokens already generated
     max_tokens_per_second: float = 12.0  # cap on generated tokens per second of audio (runaway text on noise)
 
 

@@ -252,9 +252,7 @@ class SpeechModel:
             allowed = tuple(self._script_vocab.tolist())
             until = self._marker_start if task == "translate" else None
         return DecodingOptions(
-            max_new_tokens=d.max_new_tokens, beam_size=d.beam_size, length_penalty=d.length_penalty,
-            no_repeat_ngram_size=d.no_repeat_ngram_size, repetition_penalty=d.repetition_penalty,
-            eos_token_ids=eos, pad_token_id=self.pad_id, allowed_token_ids=allowed, allowed_until=until,
+            **d.search(), eos_token_ids=eos, pad_token_id=self.pad_id, allowed_token_ids=allowed, allowed_until=until,
         )
 
     @torch.no_grad()

@@ -7,7 +7,7 @@ from typing import Literal
 
 from speech_calm.core.bridge import BridgeConfig
 from speech_calm.core.optim import TrainConfig
-from speech_calm.speech.config import DecodeConfig
+from speech_calm.core.decoding import SearchConfig
 from speech_calm.towers.load import TowerConfig
 from speech_calm.towers.small_lm import SmallLMConfig
 
@@ -106,5 +106,5 @@ class TextConfig:
     shots: int = 2  # few-shot examples before every query, in training and evaluation
     instruction: str = "Translate Telugu to English."  # first line of every prompt
     test_items: int = 200  # test pairs scored by stage text_eval
-    decoding: DecodeConfig = field(default_factory=lambda: DecodeConfig(max_new_tokens=40))  # search at evaluation
+    decoding: SearchConfig = field(default_factory=lambda: SearchConfig(max_new_tokens=40))  # search at evaluation
     forgetting_text: str = ""  # English text file for the anchor's perplexity check; "" = a built-in paragraph

@@ -27,7 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from speech_calm.files import read_jsonl
-from speech_calm.text.rows import Row
+from speech_calm.schema import ConfigError
+from speech_calm.text.experiment import Experiment
+from speech_calm.text.rows import Row, TextModel
+from speech_calm.text.variants import Parts
+from speech_calm.towers.load import TowerConfig
 
 DATASETS = {"substitution": "KV-Substitution", "arithmetic": "Numeric-Arithmetic", "kv_arithmetic": "KV-Arithmetic"}
 
@@ -99,3 +103,40 @@ def _count(n: int | None) -> str:
     if n is None:
         return "–"
     return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
+
+
+def score(tm: TextModel, rows: list[Row], batch_size: int, dataset: str) -> float:
+    """Greedy exact-match accuracy (%) of the final answers on `rows`."""
+    return accuracy(rows, tm.generate(rows, tm.options(max_answer_length(rows)), batch_size), dataset)
+
+
+class KVExperiment(Experiment):
+    """Key-value arithmetic in a run: m_A and m_B from its kv_m_a / kv_m_b stages, the data from kv_data."""
+
+    group = "kv"
+
+    @property
+    def data_dir(self) -> Path:
+        """Where kv_data writes the three datasets (`kv.data.dir`, else RUN_DIR/data)."""
+        return Path(self.settings.data.dir) if self.settings.data.dir else self.run_dir / "data"
+
+    def parts(self) -> Parts:
+        """m_B (the anchor) and m_A as this run's stages left them, in float32 on every device (they are tiny,
+        and were trained in float32: bf16 would change what they compute)."""
+        return Parts(TowerConfig(source=str(self.run_dir / "kv_m_b" / "model"), dtype="float32"),
+                     str(self.run_dir / "kv_m_a" / "model"))
+
+    def adapt_rows(self) -> list[Row]:
+        """KV-Arithmetic over the composition keys, plus `kv.mix_arithmetic` × as many Numeric-Arithmetic rows."""
+        kv = self.settings
+        if kv.mix_arithmetic < 0:
+            raise ConfigError(f"kv.mix_arithmetic must be >= 0 (a share of the KV-Arithmetic rows), got "
+                              f"{kv.mix_arithmetic}")
+        rows = read_rows(self.data_dir, "kv_arithmetic", "train", answer=kv.answer)
+        extra = round(kv.mix_arithmetic * len(rows))
+        return rows + (read_rows(self.data_dir, "arithmetic", "train", extra) if extra else [])
+
+    def adapt_metrics(self, tm: TextModel, eval_items: int, batch_size: int) -> dict[str, Any]:
+        """Accuracy on new expressions over the composition keys (the held-out keys are kept for kv_eval)."""
+        rows = read_rows(self.data_dir, "kv_arithmetic", "dev", eval_items, answer=self.settings.answer)
+        return {"accuracy": score(tm, rows, batch_size, "kv_arithmetic")}

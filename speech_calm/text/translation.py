@@ -24,8 +24,13 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from typing import Any
+
 from speech_calm.files import read_jsonl
+from speech_calm.speech.metrics import translation_scores
+from speech_calm.text.experiment import Experiment
 from speech_calm.text.rows import Row, TextModel
+from speech_calm.text.variants import Parts
 
 Pair = tuple[str, str]
 
@@ -101,3 +106,31 @@ def perplexity(tm: TextModel, texts: Sequence[str]) -> float:
     """exp(mean negative log-likelihood per token) of `texts` (each after <bos>)."""
     total, count = tm.nll(texts)
     return math.exp(total / max(1, count))
+
+
+def translate_scores(tm: TextModel, items: list[Row], batch_size: int, decoding: Any) -> tuple[dict[str, float],
+                                                                                                list[str]]:
+    """BLEU and chrF++ of greedy/beam translations of `items` (and the translations)."""
+    hyps = tm.generate(items, tm.options(**decoding.search()), batch_size)
+    return translation_scores([r.target.strip() for r in items], hyps), hyps
+
+
+class TranslationExperiment(Experiment):
+    """Telugu→English in a run: the anchor of the recipe, m_A from the run's text_lm stage."""
+
+    group = "text"
+
+    def parts(self) -> Parts:
+        return Parts(self.settings.anchor, str(self.run_dir / "text_lm" / "model"), END)
+
+    def adapt_rows(self) -> list[Row]:
+        t = self.settings
+        pairs = read_pairs(t.data_dir, "train")
+        return rows(pairs, t.instruction, t.shots, pairs, seed=self.recipe.seed)
+
+    def adapt_metrics(self, tm: TextModel, eval_items: int, batch_size: int) -> dict[str, Any]:
+        t = self.settings
+        items = rows(read_pairs(t.data_dir, "dev", eval_items), t.instruction, t.shots,
+                     read_pairs(t.data_dir, "train", 64), seed=None)
+        scores, hyps = translate_scores(tm, items, batch_size, t.decoding)
+        return {**scores, "example": f"{items[0].source} → {hyps[0]}"}

@@ -254,7 +254,7 @@ def fit(stage: Any, cfg: TrainConfig, stage_dir: Path, rt: Runtime) -> dict[str,
 
 def run(recipe: Recipe) -> Path:
     """Run every stage of `recipe` that is not complete yet; returns the run directory."""
-    from speech_calm.training.stages import build_stage
+    from speech_calm.training.stages import build_stage, stage_class
 
     rt = setup_runtime(recipe.device)
     run_dir = Path(recipe.run_dir)
@@ -262,12 +262,15 @@ def run(recipe: Recipe) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
         saved = run_dir / "recipe.yaml"
         if saved.is_file():
+            sections = sorted({s for name in recipe.stages for s in stage_class(name).sections})
             previous = load_recipe(saved)
-            if _identity(previous) != _identity(recipe):
+            changed = [s for s in ["seed", *sections]
+                       if _identity(getattr(previous, s)) != _identity(getattr(recipe, s))]
+            if changed:
                 raise ConfigError(
-                    f"{run_dir} was made by a different recipe (see {saved}); use a new run_dir, or remove "
-                    f"{run_dir} to start over. Only train.* settings (steps, evaluation, saving) may change "
-                    f"on resume."
+                    f"{run_dir} was made by a different recipe (see {saved}): its {', '.join(changed)} settings "
+                    f"differ; use a new run_dir, or remove {run_dir} to start over. Only train.* settings (steps, "
+                    f"evaluation, saving) may change on resume."
                 )
         save_recipe(recipe, saved)
     rt.barrier()
@@ -295,9 +298,9 @@ def run(recipe: Recipe) -> Path:
     return run_dir
 
 
-def _identity(recipe: Recipe) -> dict[str, Any]:
-    """The parts of a recipe that define what is trained (everything but loop settings)."""
-    data = to_dict(recipe)
+def _identity(section: Any) -> Any:
+    """The parts of a recipe section that define what is trained (everything but loop settings)."""
+    data = to_dict(section)
 
     def strip(node: Any) -> Any:
         if isinstance(node, dict):

@@ -49,6 +49,7 @@ RETIRED: dict[str, Any] = {
     # the offset prior is the speech path's (speech.offsets): the text experiments' bridges never had one
     "kv.compose.bridge.offset_bias": None,
     "text.compose.bridge.offset_bias": None,
+    "text.decoding.max_tokens_per_second": ANY,  # a cap per second of audio: text has none
 }
 
 

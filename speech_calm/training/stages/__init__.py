@@ -16,20 +16,18 @@ from speech_calm.training.recipe import Recipe
 from speech_calm.training.stages.base import Stage
 
 
-def build_stage(name: str, recipe: Recipe, runtime: Any, run_dir: Path) -> Stage:
-    """The stage called `name`."""
+def stage_class(name: str) -> type[Stage]:
+    """The stage called `name` (a recipe's `stages:` entry)."""
     from speech_calm.training.stages import kv, text
     from speech_calm.training.stages.compose import ComposeStage
     from speech_calm.training.stages.encoder import EncoderStage
 
-    stages: dict[str, type[Stage]] = {
-        "encoder": EncoderStage, "compose": ComposeStage,
-        "kv_data": kv.KVDataStage, "kv_m_a": kv.KVModelAStage, "kv_m_b": kv.KVModelBStage,
-        "kv_compose": kv.KVComposeStage, "kv_lora": kv.KVLoraStage, "kv_finetune": kv.KVFinetuneStage,
-        "kv_eval": kv.KVEvalStage,
-        "text_lm": text.TextLMStage, "text_compose": text.TextComposeStage, "text_lora": text.TextLoraStage,
-        "text_finetune": text.TextFinetuneStage, "text_eval": text.TextEvalStage,
-    }
+    stages: dict[str, type[Stage]] = {"encoder": EncoderStage, "compose": ComposeStage, **kv.STAGES, **text.STAGES}
     if name not in stages:
         raise ConfigError(f"unknown stage {name!r} in stages; known: {', '.join(stages)}")
-    return stages[name](recipe, runtime, run_dir)
+    return stages[name]
+
+
+def build_stage(name: str, recipe: Recipe, runtime: Any, run_dir: Path) -> Stage:
+    """The stage called `name`, for this recipe and run."""
+    return stage_class(name)(recipe, runtime, run_dir)

@@ -1,37 +1,38 @@
-"""Base of the stages that teach the anchor a task: CALM bridges, LoRA (peft), or full fine-tuning.
+"""The stages that teach the anchor a text experiment's task: CALM bridges, LoRA (peft), or full fine-tuning.
 
-kv_compose / kv_lora / kv_finetune and text_compose / text_lora / text_finetune differ only in their data
-and metrics, which subclasses provide; the method comes from the stage. Every variant trains on the same
-rows with the same loss (target tokens, logits only there), so their table rows compare like with like.
-Results: CALM → `bridges.safetensors` (bridges only), LoRA → `adapter/` (peft), fine-tuning → `model/`;
-each with `params.json` (trainable parameters, LoRA rank, bridge connections).
+They differ only in their method; the data and metrics come from the experiment (`text.experiment`), so
+`adaptation_stages` makes all three for any experiment: kv_compose / kv_lora / kv_finetune, text_compose /
+text_lora / text_finetune. Every variant trains on the same rows with the same loss (target tokens, logits only
+there), so their table rows compare like with like. Results: CALM → `bridges.safetensors` (bridges only),
+LoRA → `adapter/` (peft), fine-tuning → `model/`; each with `params.json` (trainable parameters, LoRA rank,
+bridge connections).
 """
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from pathlib import Path
+from typing import Any
 
-from speech_calm.core.bridge import BridgeConfig
-from speech_calm.text.variants import Method, Parts, build_variant, export_variant
+from speech_calm.text.experiment import ADAPTATIONS, Experiment
+from speech_calm.text.rows import Row, TextModel
+from speech_calm.text.variants import Method, build_variant, export_variant
+from speech_calm.training.stages.base import Stage
 from speech_calm.training.stages.lm import RowStage
 
 
 class AdaptStage(RowStage):
-    """Train one variant of the anchor on `train_rows()`; subclasses set `method` and the hooks below."""
+    """Train one adaptation (`method`) of the experiment's anchor on the experiment's rows."""
 
     method: Method
+    experiment: type[Experiment]
 
-    @abstractmethod
-    def bridge(self) -> BridgeConfig:
-        """CALM's bridge settings (LoRA matches their parameter count)."""
-
-    @abstractmethod
-    def parts(self) -> Parts:
-        """Where the anchor and m_A come from."""
+    def __init__(self, recipe: Any, runtime: Any, run_dir: Path) -> None:
+        super().__init__(recipe, runtime, run_dir)
+        self.exp = self.experiment(recipe, run_dir)
 
     def setup(self) -> None:
-        self.tm, self.info = build_variant(self.method, self.parts(), self.section, self.bridge(), self.rt.device)
+        self.tm, self.info = build_variant(self.method, self.exp.parts(), self.section, self.exp.bridge,
+                                           self.rt.device)
         self.module = self.tm.model
         self.rows = self.train_rows()
         self.info["train_rows"] = len(self.rows)  # in params.json: what this variant learnt from
@@ -41,5 +42,24 @@ class AdaptStage(RowStage):
             print(f"[{self.name}] {self.method}: {n / 1e6:.3f} M trainable parameters ({100 * n / total:.2f}% of the "
                   f"anchor's {total / 1e6:.1f} M){extra}; {len(self.rows)} training rows", flush=True)
 
+    def train_rows(self) -> list[Row]:
+        return self.exp.adapt_rows()
+
+    def dev_metrics(self, tm: TextModel) -> dict[str, Any]:
+        return self.exp.adapt_metrics(tm, self.train_config.eval_items, self.section.eval_batch_size)
+
     def export(self, stage_dir: Path) -> None:
         export_variant(self.method, self.tm, stage_dir, self.info)
+
+
+def adaptation_stages(experiment: type[Experiment]) -> dict[str, type[Stage]]:
+    """`{group}_compose`, `{group}_lora`, `{group}_finetune` for `experiment`, by stage name."""
+    stages: dict[str, type[Stage]] = {}
+    for key, (method, label) in ADAPTATIONS.items():
+        name = f"{experiment.group}_{key}"
+        stages[name] = type(f"{experiment.__name__}{key.title()}Stage", (AdaptStage,), {
+            "__doc__": f"{name}: {label}, trained on {experiment.__name__}'s rows.", "__module__": __name__,
+            "name": name, "method": method, "experiment": experiment, "config_group": experiment.group,
+            "config_key": key,
+        })
+    return stages

@@ -17,6 +17,9 @@ class Stage(ABC):
     setup() first and export() last."""
 
     name: str
+    # the recipe sections the stage reads: a resumed run must agree with the saved recipe on these (and only on
+    # these: changing the key-value experiment's defaults does not block resuming a speech run)
+    sections: tuple[str, ...] = ()
     train_config: TrainConfig
     module: nn.Module  # its forward computes the loss (what DDP wraps)
 

@@ -69,6 +69,7 @@ def pad_states(states: list[dict[int, torch.Tensor]], num_layers: int, device: t
 
 class ComposeStage(Stage):
     name = "compose"
+    sections = ("data", "encoder", "compose")  # m_A is the encoder stage's unless compose.tower.source is set
 
     def __init__(self, recipe: Any, runtime: Any, run_dir: Path) -> None:
         super().__init__(recipe, runtime, run_dir)

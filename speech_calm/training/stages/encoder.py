@@ -40,6 +40,7 @@ class _CTCObjective(nn.Module):
 
 class EncoderStage(Stage):
     name = "encoder"
+    sections = ("data", "encoder")
 
     def __init__(self, recipe: Any, runtime: Any, run_dir: Path) -> None:
         super().__init__(recipe, runtime, run_dir)

@@ -1,6 +1,6 @@
 """The key-value arithmetic experiment (paper §4.1, Table 1) as recipe stages.
 
-    kv_data      the three datasets (data_prep/kv_arithmetic.py) → kv.data.dir or RUN_DIR/data
+    kv_data      the three datasets (`text.kv_data`) → kv.data.dir or RUN_DIR/data
     kv_m_a       m_A: a new small LM learns KV-Substitution (it memorises every key's value)
     kv_m_b       m_B: a new small LM learns Numeric-Arithmetic (it never sees a key)
     kv_compose   CALM: bridges between frozen m_A and frozen m_B learn KV-Arithmetic over 20% of the keys
@@ -9,7 +9,8 @@
     kv_eval      every model on every test set (KV-Arithmetic: held-out keys only) → kv_eval/table.md, .json
 
 m_A and m_B share one character tokenizer, so the composition runs in aligned mode: both read the same
-tokens, and anchor position t sees m_A's states for positions <= t only.
+tokens, and anchor position t sees m_A's states for positions <= t only. The three adaptations are made by
+`adaptation_stages` from `text.kv.KVExperiment`.
 """
 
 from __future__ import annotations
@@ -19,55 +20,29 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from speech_calm.core.bridge import BridgeConfig
 from speech_calm.files import write_json
-from speech_calm.schema import ConfigError
-from speech_calm.text.kv import (
-    DATASETS,
-    accuracy,
-    kv_tokenizer,
-    max_answer_length,
-    read_rows,
-    table,
-)
+from speech_calm.text.kv import DATASETS, KVExperiment, kv_tokenizer, read_rows, score, table
+from speech_calm.text.kv_data import KVSettings, prepare
 from speech_calm.text.rows import Row, TextModel
-from speech_calm.text.variants import Parts, load_plain, load_variant
-from speech_calm.towers.load import TowerConfig
-from speech_calm.training.stages.adapt import AdaptStage
+from speech_calm.training.stages.adapt import adaptation_stages
+from speech_calm.training.stages.base import Stage
 from speech_calm.training.stages.compute import ComputeStage
-from speech_calm.training.stages.lm import MODEL_DIR, CausalLMStage
-
-
-def data_dir(recipe: Any, run_dir: Path) -> Path:
-    return Path(recipe.kv.data.dir) if recipe.kv.data.dir else run_dir / "data"
-
-
-def kv_parts(recipe: Any, run_dir: Path) -> Parts:
-    """m_B (the anchor) and m_A as this run's stages left them, in float32 on every device (they are tiny, and
-    were trained in float32: bf16 would change what they compute)."""
-    return Parts(TowerConfig(source=str(run_dir / "kv_m_b" / MODEL_DIR), dtype="float32"),
-                 str(run_dir / "kv_m_a" / MODEL_DIR))
-
-
-def score(tm: TextModel, rows: list[Row], batch_size: int, dataset: str) -> float:
-    """Greedy exact-match accuracy (%) of the final answers on `rows`."""
-    return accuracy(rows, tm.generate(rows, tm.options(max_answer_length(rows)), batch_size), dataset)
+from speech_calm.training.stages.lm import CausalLMStage
 
 
 class KVDataStage(ComputeStage):
     """kv_data: write the datasets (kept when they exist with the same settings)."""
 
     name = "kv_data"
+    sections = ("kv",)
 
     def setup(self) -> None:
-        from data_prep.kv_arithmetic import KVSettings, prepare
-
         d = asdict(self.recipe.kv.data)
         settings = KVSettings(**{k: v for k, v in d.items() if k != "dir"})
-        stats = prepare(data_dir(self.recipe, self.run_dir), settings)
+        where = KVExperiment(self.recipe, self.run_dir).data_dir
+        stats = prepare(where, settings)
         if self.rt.is_main:
-            print(f"[kv_data] {data_dir(self.recipe, self.run_dir)}: {stats['compose_keys']} of "
-                  f"{settings.num_keys} keys for composition; " +
+            print(f"[kv_data] {where}: {stats['compose_keys']} of {settings.num_keys} keys for composition; " +
                   ", ".join(f"{k} {v}" for k, v in stats["rows"].items() if k.endswith("train.jsonl")), flush=True)
 
     def export(self, stage_dir: Path) -> None:
@@ -82,10 +57,11 @@ class _KVModelStage(CausalLMStage):
         return kv_tokenizer(self.recipe.kv.data.alphabet)
 
     def train_rows(self) -> list[Row]:
-        return read_rows(data_dir(self.recipe, self.run_dir), self.dataset, "train")
+        return read_rows(KVExperiment(self.recipe, self.run_dir).data_dir, self.dataset, "train")
 
     def dev_metrics(self, tm: TextModel) -> dict[str, float]:
-        rows = read_rows(data_dir(self.recipe, self.run_dir), self.dataset, "test", self.train_config.eval_items)
+        data = KVExperiment(self.recipe, self.run_dir).data_dir
+        rows = read_rows(data, self.dataset, "test", self.train_config.eval_items)
         return {"accuracy": score(tm, rows, self.section.eval_batch_size, self.dataset)}
 
 
@@ -105,79 +81,22 @@ class KVModelBStage(_KVModelStage):
     config_key = "m_b"
 
 
-class _KVAdaptStage(AdaptStage):
-    config_group = "kv"
-
-    def bridge(self) -> BridgeConfig:
-        return self.recipe.kv.compose.bridge
-
-    def parts(self) -> Parts:
-        return kv_parts(self.recipe, self.run_dir)
-
-    def train_rows(self) -> list[Row]:
-        """KV-Arithmetic over the composition keys, plus `kv.mix_arithmetic` × as many Numeric-Arithmetic rows."""
-        kv, data = self.recipe.kv, data_dir(self.recipe, self.run_dir)
-        if kv.mix_arithmetic < 0:
-            raise ConfigError(f"kv.mix_arithmetic must be >= 0 (a share of the KV-Arithmetic rows), got "
-                              f"{kv.mix_arithmetic}")
-        rows = read_rows(data, "kv_arithmetic", "train", answer=kv.answer)
-        extra = round(kv.mix_arithmetic * len(rows))
-        return rows + (read_rows(data, "arithmetic", "train", extra) if extra else [])
-
-    def dev_metrics(self, tm: TextModel) -> dict[str, float]:
-        """Accuracy on new expressions over the composition keys (the held-out keys are kept for kv_eval)."""
-        rows = read_rows(data_dir(self.recipe, self.run_dir), "kv_arithmetic", "dev", self.train_config.eval_items,
-                         answer=self.recipe.kv.answer)
-        return {"accuracy": score(tm, rows, self.section.eval_batch_size, "kv_arithmetic")}
-
-
-class KVComposeStage(_KVAdaptStage):
-    """kv_compose: CALM bridges between m_A and m_B."""
-
-    name = "kv_compose"
-    method = "calm"
-    config_key = "compose"
-
-
-class KVLoraStage(_KVAdaptStage):
-    """kv_lora: LoRA in m_B, parameter count matched to the bridges."""
-
-    name = "kv_lora"
-    method = "lora"
-    config_key = "lora"
-
-
-class KVFinetuneStage(_KVAdaptStage):
-    """kv_finetune: every weight of m_B trains."""
-
-    name = "kv_finetune"
-    method = "finetune"
-    config_key = "finetune"
-
-
 class KVEvalStage(ComputeStage):
     """kv_eval: Table 1 (accuracy of m_A, m_B, CALM, LoRA, fine-tuned m_B on the three test sets)."""
 
     name = "kv_eval"
+    sections = ("kv",)
 
     def setup(self) -> None:
-        kv = self.recipe.kv
-        run, dev = self.run_dir, self.rt.device
-        parts = kv_parts(self.recipe, run)
-        data = data_dir(self.recipe, run)
-        tests = {key: read_rows(data, key, "test", answer=kv.answer) for key in DATASETS}
+        exp = KVExperiment(self.recipe, self.run_dir)
+        kv = exp.settings
+        tests = {key: read_rows(exp.data_dir, key, "test", answer=kv.answer) for key in DATASETS}
         self.results: dict[str, dict[str, float]] = {}
         self.params: dict[str, int] = {}
         t0 = time.time()
-        for label, method, stage in (("m_A", None, None), ("m_B", None, None), ("CALM", "calm", "kv_compose"),
-                                     ("LoRA", "lora", "kv_lora"), ("m_B fine-tuned", "finetune", "kv_finetune")):
-            if method is None:  # a model on its own
-                tm = load_plain(parts.tower if label == "m_A" else parts.anchor.source, parts, dev)
-            elif (run / stage / "done.json").is_file():
-                tm, info = load_variant(method, parts, run / stage, kv.compose.bridge, dev)  # type: ignore[arg-type]
+        for label, tm, info in exp.models(self.rt.device):
+            if info:
                 self.params[label] = info["trainable"]
-            else:
-                continue  # a recipe without that stage: no column
             self.results[label] = {key: score(tm, rows, kv.eval_batch_size, key) for key, rows in tests.items()}
         self.seconds = time.time() - t0
         self.markdown = table(self.results, self.params)
@@ -189,3 +108,9 @@ class KVEvalStage(ComputeStage):
         (stage_dir / "table.md").write_text(self.markdown + "\n", encoding="utf-8")
         write_json(stage_dir / "table.json", {"accuracy": self.results, "trainable_parameters": self.params,
                                                "eval_seconds": self.seconds})
+
+
+STAGES: dict[str, type[Stage]] = {
+    "kv_data": KVDataStage, "kv_m_a": KVModelAStage, "kv_m_b": KVModelBStage,
+    **adaptation_stages(KVExperiment), "kv_eval": KVEvalStage,
+}

@@ -37,6 +37,11 @@ class RowStage(Stage):
     config_group: str  # the recipe section of the experiment ("kv", "text")
     config_key: str  # the stage's part of it ("m_a", "compose", ...)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls, "config_group", None):
+            cls.sections = (cls.config_group,)
+
     def __init__(self, recipe: Any, runtime: Any, run_dir: Path) -> None:
         super().__init__(recipe, runtime, run_dir)
         self.train_config = self.section.train

@@ -16,27 +16,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from speech_calm.core.bridge import BridgeConfig
 from speech_calm.files import write_json
-from speech_calm.speech.metrics import translation_scores
 from speech_calm.text.rows import Row, TextModel
 from speech_calm.text.translation import (
     END,
+    TranslationExperiment,
     english_text,
     perplexity,
     read_mono,
     read_pairs,
     rows,
+    translate_scores,
 )
-from speech_calm.text.variants import Parts, load_plain, load_variant
 from speech_calm.towers.load import dequantized_gguf, resolve_source
-from speech_calm.towers.small_lm import (
-    CompactTokenizer,
-    expand_vocabulary,
-)
-from speech_calm.training.stages.adapt import AdaptStage
+from speech_calm.towers.small_lm import CompactTokenizer, expand_vocabulary
+from speech_calm.training.stages.adapt import adaptation_stages
+from speech_calm.training.stages.base import Stage
 from speech_calm.training.stages.compute import ComputeStage
-from speech_calm.training.stages.lm import MODEL_DIR, CausalLMStage
+from speech_calm.training.stages.lm import CausalLMStage
 
 
 def anchor_tokenizer(source: str, trust_remote_code: bool = False) -> tuple[Any, int]:
@@ -49,20 +46,6 @@ def anchor_tokenizer(source: str, trust_remote_code: bool = False) -> tuple[Any,
     tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
     config = AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
     return tok, config.get_text_config().vocab_size
-
-
-def text_parts(recipe: Any, run_dir: Path) -> Parts:
-    return Parts(recipe.text.anchor, str(run_dir / "text_lm" / MODEL_DIR), END)
-
-
-def translate_scores(tm: TextModel, items: list[Row], batch_size: int, decoding: Any) -> tuple[dict[str, float],
-                                                                                                list[str]]:
-    """BLEU and chrF++ of greedy/beam translations of `items` (and the translations)."""
-    opts = tm.options(decoding.max_new_tokens, decoding.beam_size, length_penalty=decoding.length_penalty,
-                      no_repeat_ngram_size=decoding.no_repeat_ngram_size,
-                      repetition_penalty=decoding.repetition_penalty)
-    hyps = tm.generate(items, opts, batch_size)
-    return translation_scores([r.target.strip() for r in items], hyps), hyps
 
 
 class TextLMStage(CausalLMStage):
@@ -90,76 +73,22 @@ class TextLMStage(CausalLMStage):
         return expand_vocabulary(self.model, self.tokenizer, self.vocab_size)  # read the anchor's ids: the full table
 
 
-class _TextAdaptStage(AdaptStage):
-    config_group = "text"
-
-    def bridge(self) -> BridgeConfig:
-        return self.recipe.text.compose.bridge
-
-    def parts(self) -> Parts:
-        return text_parts(self.recipe, self.run_dir)
-
-    def train_rows(self) -> list[Row]:
-        t = self.recipe.text
-        pairs = read_pairs(t.data_dir, "train")
-        return rows(pairs, t.instruction, t.shots, pairs, seed=self.recipe.seed)
-
-    def dev_metrics(self, tm: TextModel) -> dict[str, float]:
-        t = self.recipe.text
-        items = rows(read_pairs(t.data_dir, "dev", self.train_config.eval_items), t.instruction, t.shots,
-                     read_pairs(t.data_dir, "train", 64), seed=None)
-        scores, hyps = translate_scores(tm, items, self.section.eval_batch_size, t.decoding)
-        return {**scores, "example": f"{items[0].source} → {hyps[0]}"}  # type: ignore[dict-item]
-
-
-class TextComposeStage(_TextAdaptStage):
-    """text_compose: CALM bridges between m_A and the anchor."""
-
-    name = "text_compose"
-    method = "calm"
-    config_key = "compose"
-
-
-class TextLoraStage(_TextAdaptStage):
-    """text_lora: LoRA in the anchor, parameter count matched to the bridges."""
-
-    name = "text_lora"
-    method = "lora"
-    config_key = "lora"
-
-
-class TextFinetuneStage(_TextAdaptStage):
-    """text_finetune: the anchor's weights train (the skyline)."""
-
-    name = "text_finetune"
-    method = "finetune"
-    config_key = "finetune"
-
-
 class TextEvalStage(ComputeStage):
     """text_eval: the translation table (chrF++, BLEU) with forgetting (English perplexity)."""
 
     name = "text_eval"
+    sections = ("text",)
 
     def setup(self) -> None:
-        t = self.recipe.text
-        run, dev = self.run_dir, self.rt.device
-        parts = text_parts(self.recipe, run)
+        exp = TranslationExperiment(self.recipe, self.run_dir)
+        t = exp.settings
         pool = read_pairs(t.data_dir, "dev")
         items = rows(read_pairs(t.data_dir, "test", t.test_items), t.instruction, t.shots, pool, seed=None)
         english = english_text(t.forgetting_text)
         self.results: dict[str, dict[str, Any]] = {}
         t0 = time.time()
         batch = t.compose.eval_batch_size
-        for label, method, stage in (("m_A", None, None), ("m_B", None, None), ("CALM", "calm", "text_compose"),
-                                     ("LoRA", "lora", "text_lora"), ("m_B fine-tuned", "finetune", "text_finetune")):
-            info: dict[str, Any] = {}
-            if method is None:  # a model on its own
-                tm = load_plain(parts.tower if label == "m_A" else parts.anchor.source, parts, dev)
-            elif (run / stage / "done.json").is_file():
-                tm, info = load_variant(method, parts, run / stage, t.compose.bridge, dev)  # type: ignore[arg-type]
-            else:
-                continue  # a recipe without that stage: no row
+        for label, tm, info in exp.models(self.rt.device):
             scores, hyps = translate_scores(tm, items, batch, t.decoding)
             row: dict[str, Any] = {**scores, "trainable": info.get("trainable"), "examples": hyps[:3]}
             if label != "m_A":
@@ -203,3 +132,8 @@ def translation_table(results: dict[str, dict[str, Any]], shots: int, n: int) ->
         count = f"{n_params / 1e6:.2f} M" if n_params else "–"
         lines.append(f"| {label} | {r['chrf']:.1f} | {r['bleu']:.1f} | {ppl} | {count} |")
     return "\n".join(lines)
+
+
+STAGES: dict[str, type[Stage]] = {
+    "text_lm": TextLMStage, **adaptation_stages(TranslationExperiment), "text_eval": TextEvalStage,
+}
