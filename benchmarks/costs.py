@@ -150,7 +150,7 @@ def build_variant(variant: str, setup: Setup, anchor: nn.Module, tower: Conforme
     if variant in ("calm4", "calm2"):
         cfg = bridge_config(setup, every=4 if variant == "calm4" else 2, num=num_bridges)
         return Composition(anchor, {TOWER: tower}, cfg).to(device)
-    # the projector gets as many parameters as the every-4th bridges, as in speech.build_composition
+    # the projector gets as many parameters as the every-4th bridges, as in speech.model.build_composition
     hidden = Projector.matched_hidden(bridge_parameter_count(tower, anchor, bridge_config(setup), TOWER),
                                       tower.hidden_size, anchor.config.hidden_size, setup.frame_stack)
     if variant == "lora":

@@ -12,7 +12,7 @@ of transcripts; BLEU, chrF++ of translations):
 - CALM: the run's bridges.
 
 It also checks that composition leaves the anchor unchanged: the perplexity of a fixed English text
-(`speech_calm.translation.ENGLISH_TEXT`) under the anchor alone and under the composed model with no audio.
+(`speech_calm.text.translation.ENGLISH_TEXT`) under the anchor alone and under the composed model with no audio.
 Writes RUN_DIR/eval/table.json and prints a Markdown table.
 """
 

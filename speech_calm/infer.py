@@ -1,23 +1,8 @@
-"""python -m speech_calm.infer RUN_DIR FILE_OR_DIR... and `speech_calm.load`: transcripts and translations of
-audio files of any common format and any length.
+"""python -m speech_calm.infer RUN_DIR FILE_OR_DIR... [--task transcribe|translate|both] [--format ...]: transcripts
+and translations of audio files of any common format and any length, and `load`, behind `speech_calm.load`.
 
-    model = speech_calm.load("runs/telugu")
-    result = model.transcribe("call.mp3", task="both")
-    result["text"], result["translation"], result["segments"][0]   # {"start", "end", "text", "translation"}
-
-What one call does (whisper's transcribe.py is the model):
-
-1. read each file (whatever libsndfile decodes, or ffmpeg when on PATH: WAV, FLAC, MP3, OGG/Opus, M4A, ...;
-   any sample rate and channel count) as 16 kHz mono (`speech_calm.audio`);
-2. cut it at pauses into segments of at most `max_segment` seconds (`speech_calm.segment`): long audio is
-   never truncated, only silence is left out;
-3. pool the segments of several files, sort them by length and decode them in batches: m_A once per batch,
-   then one search per task; tokens are capped per second of audio (`max_tokens_per_second`), and a segment
-   whose output loops ("the the the ...") is decoded again with n-gram blocking;
-4. put the texts back in file order with their timestamps; results come out file by file, in input order.
-
-A file that cannot be used (missing, unreadable, empty, silent, too short) becomes a per-file error with a
-message that says what is wrong; the other files go on. The CLI's exit code is 1 when any file failed.
+How a file is read, cut at pauses, batched and decoded: `speech_calm.speech.transcribe`. A file that cannot be
+used becomes a per-file error; the others go on, and the exit code is 1 when any file failed (2: usage).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """python -m speech_calm.train RECIPE.yaml [section.key=value ...]: run a recipe's stages into its run directory.
 
-Each stage (e.g. `encoder` then `compose`) trains with the one loop below (`fit`), resumes from its last
-checkpoint by default, and is skipped when already complete. Multi-GPU: `torchrun --nproc_per_node N -m
+Each stage (e.g. `encoder` then `compose`) trains with one loop (`speech_calm.training.loop.fit`), resumes
+from its last checkpoint by default, and is skipped when already complete. Multi-GPU: `torchrun --nproc_per_node N -m
 speech_calm.train RECIPE.yaml` (DDP; frozen towers are replicated, only trainable weights are synchronised;
 gloo on CPU, nccl on CUDA).
 """

@@ -1,4 +1,4 @@
-"""speech_calm.audio: reading, resampling, atomic FLAC writes, noise mixing."""
+"""speech_calm.speech.audio: reading, resampling, atomic FLAC writes, noise mixing."""
 
 import numpy as np
 import pytest

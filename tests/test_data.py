@@ -1,4 +1,4 @@
-"""speech_calm.data.read_jsonl: the one JSONL reader behind manifests, KV rows and translation pairs."""
+"""speech_calm.files.read_jsonl: the one JSONL reader behind manifests, KV rows and translation pairs."""
 
 from __future__ import annotations
 

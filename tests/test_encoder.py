@@ -1,4 +1,4 @@
-"""Tests of speech_calm.encoder: the Conformer-CTC speech encoder (tiny configs, CPU, no downloads)."""
+"""Tests of speech_calm.towers.conformer: the Conformer-CTC speech encoder (tiny configs, CPU, no downloads)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""speech_calm.segment: pauses split long audio, nothing but silence and clicks is dropped, timestamps cover speech."""
+"""speech_calm.speech.segment: pauses split long audio, nothing but silence and clicks is dropped, timestamps cover speech."""
 
 from __future__ import annotations
 

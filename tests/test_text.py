@@ -1,4 +1,4 @@
-"""speech_calm.text: Vaani transcript normalisation, code-switched form, script checks."""
+"""speech_calm.speech.indic: Vaani transcript normalisation, code-switched form, script checks."""
 
 import unicodedata
 

@@ -1,4 +1,4 @@
-"""Tests of speech_calm.vocab: the multi-script character vocabulary of the CTC head."""
+"""Tests of speech_calm.towers.vocab: the multi-script character vocabulary of the CTC head."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ def trim_silence(samples: np.ndarray, margin: float, name: str = "audio") -> np.
     Why: Vaani clips (and ours) carry up to a second of leading/trailing room noise.  CTC must learn to
     emit blanks over it before it can align characters, and on our corpus that halved the encoder's
     learning speed (dev CER 69% vs 34% after 300 steps, same data untrimmed vs trimmed).  Inference cuts
-    audio at pauses with the same detector (speech_calm.segment), so training and inference match.
+    audio at pauses with the same detector (speech_calm.speech.segment), so training and inference match.
     """
     try:
         segments = find_segments(samples, SAMPLE_RATE, SegmentOptions(pad=margin, max_segment=3600.0), name)

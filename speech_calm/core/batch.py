@@ -1,4 +1,10 @@
-"""Token batches for causal LMs: prompts and targets padded, labels on targets, length buckets."""
+"""Token batches for causal LMs: prompts and targets padded, labels on targets, length buckets.
+
+Rows are left-padded (`prompt + target`, targets flush right) so that training and generation share one
+layout and the loss needs logits for the last `T_target + 1` positions only: with Gemma's 262k vocabulary the
+LM head would otherwise dominate the step. Length buckets group rows of similar length, in an order that
+depends only on (seed, epoch): a resumed run sees the batches an uninterrupted one would.
+"""
 
 from __future__ import annotations
 

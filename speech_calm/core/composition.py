@@ -361,7 +361,7 @@ class Composition(FrozenTowersModule):
         cache: the anchor's KV cache from the previous step (`towers.output_cache(previous output)`).
         logits_to_keep: as in HF: an int keeps the last N positions (0 = all) — targets only, in training.
         output_hidden_states: as in HF; training uses the last one to compute logits at target tokens only
-        (`data.target_loss`).
+        (`core.loss.target_loss`).
         bias_context: with score biases, (B, T) each query's context (training, teacher forcing); None counts
         it from the tokens fed with `self.bias_context` (decoding).
         """

@@ -29,7 +29,7 @@ class EncoderStageConfig:
     source: str = "conformer"  # "conformer" = ours from scratch; else an HF speech encoder (hub id or dir)
     model: ConformerConfig = field(default_factory=ConformerConfig)  # our Conformer's size (source=conformer)
     sortagrad: bool = True  # first epoch from the shortest utterances up (CTC converges faster, DeepSpeech 2)
-    shared_labels: bool = True  # one CTC label per Brahmic letter across scripts (speech_calm.vocab, `fold`)
+    shared_labels: bool = True  # one CTC label per Brahmic letter across scripts (speech_calm.towers.vocab, `fold`)
     eval_batch_size: int = 16  # dev items per CTC decoding batch
     train: TrainConfig = field(default_factory=TrainConfig)  # the stage's training loop
 

@@ -1,12 +1,8 @@
-"""Manifests to batches: utterances, duration-bucketed batches, prompts and label masking.
+"""Speech manifests to batches: utterances, splits, audio read once and kept, padded waveforms.
 
 Speech manifests are JSONL (one utterance per line, see DESIGN.md "Data"). Batches group utterances of
-similar duration (little padding), in an order that depends only on (seed, epoch), so a resumed run sees the
-same batches as an uninterrupted one, and each DDP rank takes every world-th batch.
-
-Language-model rows are left-padded (`prompt + target`, targets flush right) so that training and generation
-share one layout and the loss needs logits for the last `T_target + 1` positions only (`logits_to_keep`):
-with Gemma's 262k vocabulary the LM head would otherwise dominate the step.
+similar duration (`core.batch.bucket_batches`: little padding, an order that depends only on (seed, epoch),
+so a resumed run sees the same batches as an uninterrupted one).
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
-"""python -m speech_calm.evaluate RUN_DIR MANIFEST.jsonl: how well a run transcribes and translates a manifest.
+"""How well a run transcribes and translates a manifest: the scores behind `python -m speech_calm.evaluate`.
 
-Scores (`speech_calm.metrics`): CER and WER of the transcripts (CER first: Telugu is agglutinative), script
-fidelity (share of output letters in the language's script), BLEU and chrF++ of the translations (on the
-utterances that have a reference translation), overall and per speaker. Each utterance is decoded whole, as
-in training (manifest clips are utterances already; no segmentation), in duration-sorted batches, with the
-search of `speech_calm.infer` (token cap per second of audio, loops decoded again).
-Hypotheses are normalised like the references (`speech_calm.text.normalize`) before CER and WER.
-
-Writes a JSON report (default RUN_DIR/eval/<manifest name>.json, atomically) with the metrics, the
-per-speaker breakdown, every hypothesis and the utterances that could not be read, and prints a table.
-Exit code 0; 1 when some utterances could not be read (the metrics then cover the others, as the report
-says); 2 for a usage or model error.
+Scores (`speech_calm.speech.metrics`): CER and WER of the transcripts (CER first: Telugu is agglutinative),
+script fidelity (share of output letters in the language's script), BLEU and chrF++ of the translations (on the
+utterances that have a reference translation), overall and per speaker. Each utterance is decoded whole, as in
+training (manifest clips are utterances already; no segmentation), in duration-sorted batches, with the
+`Transcriber`'s search (token cap per second of audio, loops decoded again). Hypotheses are normalised like
+the references (`speech_calm.speech.indic.normalize`) before CER and WER.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""python -m speech_calm.infer RUN_DIR FILE_OR_DIR... and `speech_calm.load`: transcripts and translations of
-audio files of any common format and any length.
+"""Transcripts and translations of audio files of any common format and any length: the `Transcriber` that
+`speech_calm.load` returns and `python -m speech_calm.infer` drives.
 
     model = speech_calm.load("runs/telugu")
     result = model.transcribe("call.mp3", task="both")
@@ -8,8 +8,8 @@ audio files of any common format and any length.
 What one call does (whisper's transcribe.py is the model):
 
 1. read each file (whatever libsndfile decodes, or ffmpeg when on PATH: WAV, FLAC, MP3, OGG/Opus, M4A, ...;
-   any sample rate and channel count) as 16 kHz mono (`speech_calm.audio`);
-2. cut it at pauses into segments of at most `max_segment` seconds (`speech_calm.segment`): long audio is
+   any sample rate and channel count) as 16 kHz mono (`speech_calm.speech.audio`);
+2. cut it at pauses into segments of at most `max_segment` seconds (`speech_calm.speech.segment`): long audio is
    never truncated, only silence is left out;
 3. pool the segments of several files, sort them by length and decode them in batches: m_A once per batch,
    then one search per task; tokens are capped per second of audio (`max_tokens_per_second`), and a segment
@@ -17,7 +17,7 @@ What one call does (whisper's transcribe.py is the model):
 4. put the texts back in file order with their timestamps; results come out file by file, in input order.
 
 A file that cannot be used (missing, unreadable, empty, silent, too short) becomes a per-file error with a
-message that says what is wrong; the other files go on. The CLI's exit code is 1 when any file failed.
+message that says what is wrong; the other files go on.
 """
 
 from __future__ import annotations

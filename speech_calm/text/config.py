@@ -54,7 +54,7 @@ class FinetuneStageConfig:
 
 @dataclass
 class KVDataConfig:
-    """Key-value arithmetic data (data_prep/kv_arithmetic.py); stage kv_data writes it."""
+    """Key-value arithmetic data (`speech_calm.text.kv_data`); stage kv_data writes it."""
 
     dir: str = ""  # where the data lives; "" = RUN_DIR/data
     num_keys: int = 200  # N keys, mapped to a permutation of 1..N
@@ -86,7 +86,7 @@ class KVConfig:
     compose: TextComposeConfig = field(default_factory=TextComposeConfig)  # stage kv_compose (CALM)
     lora: LoraStageConfig = field(default_factory=LoraStageConfig)  # stage kv_lora
     finetune: FinetuneStageConfig = field(default_factory=FinetuneStageConfig)  # stage kv_finetune
-    answer: Literal["result", "values_then_result"] = "values_then_result"  # KV-Arithmetic targets (speech_calm.kv)
+    answer: Literal["result", "values_then_result"] = "values_then_result"  # KV-Arithmetic targets (speech_calm.text.kv)
     # for CALM, LoRA and fine-tuning alike: rows where m_A has nothing to add teach the bridges to stay out of
     # m_B's arithmetic (the paper mixed the anchor's own data into its language compositions too)
     mix_arithmetic: float = 0.0  # m_B's own Numeric-Arithmetic rows added, as a share of the KV-Arithmetic rows

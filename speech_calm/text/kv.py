@@ -7,7 +7,7 @@ both models (one shared tokenizer, so the composition runs in aligned mode):
     Numeric-Arithmetic  <bos> 631-400=      231<eos>        (m_B's task: 136 - 4 = 132)
     KV-Arithmetic       <bos> pjm-sy=       231<eos>        (what only the composition can do)
 
-(numbers zero-padded and least-significant digit first by default; see data_prep/kv_arithmetic.py).
+(numbers zero-padded and least-significant digit first by default; see `speech_calm.text.kv_data`).
 
 With `answer: values_then_result` the KV-Arithmetic target shows its work — the values, then the result:
 `pjm-sy=` → `631-400=231`. In aligned mode the composed model then writes what m_A predicts (the values; the
@@ -48,7 +48,7 @@ def kv_tokenizer(alphabet: str) -> Any:
 
 def read_rows(data_dir: str | Path, dataset: str, split: str, limit: int | None = None,
               answer: str = "result") -> list[Row]:
-    """Rows of `data_dir/dataset/split.jsonl` (made by data_prep/kv_arithmetic.py): prompt `src=`, target `tgt`
+    """Rows of `data_dir/dataset/split.jsonl` (made by `speech_calm.text.kv_data`): prompt `src=`, target `tgt`
     (KV-Arithmetic with answer="values_then_result": `values=tgt`)."""
     if answer not in ("result", "values_then_result"):
         raise ValueError(f"answer must be result or values_then_result, got {answer!r}")

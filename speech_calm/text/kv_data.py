@@ -12,7 +12,7 @@ in minutes):
   the key-value mapping itself.
 * Numeric-Arithmetic (m_B's training data): ``710+241-300`` → ``651`` (17 + 142 - 3 = 156). A share of the
   rows (``--arithmetic-prefix``, default half) stand behind a prefix of random letters, ``xq+ab-kfw=710+241-300``
-  → ``651``: the layout of KV-Arithmetic when its target writes the values out (``speech_calm.kv``), so that m_B's
+  → ``651``: the layout of KV-Arithmetic when its target writes the values out (``speech_calm.text.kv``), so that m_B's
   arithmetic does not depend on where the numbers start. The letters are not keys and say nothing of the result.
 * KV-Arithmetic (the composition's data): ``dgx+bqe-pa`` → ``651``; composition trains on expressions over
   ``--compose-fraction`` of the keys only (the paper: 20%); the test set uses only the other keys, so the
@@ -283,7 +283,7 @@ def build(settings: KVSettings) -> dict[str, list[dict]]:
     def kv_arith(pool: list[str]) -> Callable[[random.Random], dict[str, str]]:
         def make(r: random.Random) -> dict[str, str]:
             e = draw(r, pool, settings.operands, kv)
-            # "values": the expression with its keys' values, for targets that show the work (speech_calm.kv)
+            # "values": the expression with its keys' values, for targets that show the work (speech_calm.text.kv)
             return {"src": e, "tgt": number(value(e, kv, ops), le, w), "values": substitute(e, kv, ops, le, w)}
         return make
 

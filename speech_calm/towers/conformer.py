@@ -75,7 +75,7 @@ class ConformerConfig:
     """
 
     # --- features (16 kHz audio -> log-mel frames)
-    sample_rate: int = 16000  # Hz the audio must have; resample before (speech_calm.audio)
+    sample_rate: int = 16000  # Hz the audio must have; resample before (speech_calm.speech.audio)
     n_mels: int = 80  # mel filterbank channels
     frame_length_ms: float = 25.0  # analysis window (Hann) length; also the FFT size
     frame_shift_ms: float = 10.0  # hop between feature frames

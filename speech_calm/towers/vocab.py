@@ -9,7 +9,7 @@ one encoder can be trained on the mixed speech found in Telugu districts. Ids ar
 
 Characters are Unicode code points, not graphemes: a consonant, its vowel sign (e.g. U+0C3E) and a virama
 (U+0C4D) are separate tokens, so "నమస్కారం" is 8 tokens and decodes back exactly. The vocabulary does not
-normalise text (NFC, zero-width characters, punctuation): `speech_calm.text` does that before transcripts get
+normalise text (NFC, zero-width characters, punctuation): `speech_calm.speech.indic` does that before transcripts get
 here, and decoding must give back exactly what was encoded.
 
 Shared labels (`shared=True`, what the encoder stage builds): the Brahmic blocks of Unicode are laid out in

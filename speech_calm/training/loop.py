@@ -1,9 +1,9 @@
-"""python -m speech_calm.train RECIPE.yaml [section.key=value ...]: run a recipe's stages into its run directory.
+"""The training loop: `fit` trains any stage (batches, autocast, backward with accumulation, clipping,
+AdamW step, logging, dev evaluation, atomic checkpoints, resume), `run` runs a recipe's stages in order.
 
-Each stage (e.g. `encoder` then `compose`) trains with the one loop below (`fit`), resumes from its last
-checkpoint by default, and is skipped when already complete. Multi-GPU: `torchrun --nproc_per_node N -m
-speech_calm.train RECIPE.yaml` (DDP; frozen towers are replicated, only trainable weights are synchronised;
-gloo on CPU, nccl on CUDA).
+Each stage resumes from its last checkpoint and is skipped when complete; a resumed run must agree with the
+saved recipe on the sections its stages read (`Stage.sections`). DDP under torchrun: frozen towers are
+replicated, only trainable weights are synchronised (gloo on CPU, nccl on CUDA).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Training stages. A stage builds its models, says what trains, yields batches, computes a loss, evaluates,
-and exports its result; `speech_calm.train.fit` runs the loop around it.
+and exports its result; `speech_calm.training.loop.fit` runs the loop around it.
 
 Stages by name (a recipe's `stages:` list): `encoder` (m_A by CTC), `compose` (bridges); the key-value
-experiment `kv_data`, `kv_m_a`, `kv_m_b`, `kv_compose`, `kv_lora`, `kv_finetune`, `kv_eval` (stages/kv.py);
-the Telugu text path `text_lm`, `text_compose`, `text_lora`, `text_finetune`, `text_eval` (stages/text.py).
+experiment `kv_data`, `kv_m_a`, `kv_m_b`, `kv_compose`, `kv_lora`, `kv_finetune`, `kv_eval` (kv.py);
+the Telugu text path `text_lm`, `text_compose`, `text_lora`, `text_finetune`, `text_eval` (text.py).
 """
 
 from __future__ import annotations
