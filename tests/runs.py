@@ -9,6 +9,8 @@ import yaml
 
 from tests import tiny
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def make_workspace(root: Path) -> Path:
     """A tiny corpus (root/data) and a tiny anchor whose tokenizer knows its Telugu and English (root/anchor)."""
@@ -47,3 +49,39 @@ def write_recipe(ws: Path, run: str, **sections: dict) -> Path:
     return path
 
 
+def tiny_kv_recipe(run_dir: Path, log_every: int = 2) -> Path:
+    """Every stage of recipes/kv_arithmetic.yaml at a tiny size (its bridges, window 1 and a null slot, on both
+    tiny layers), written beside `run_dir`; returns the recipe's path."""
+    recipe = yaml.safe_load((REPO / "recipes" / "kv_arithmetic.yaml").read_text())
+    tiny_model = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
+    loop = {"max_steps": 4, "batch_size": 16, "eval_every": 4, "eval_items": 16, "save_every": 4,
+            "log_every": log_every}
+    kv = recipe["kv"]
+    kv["data"].update(num_keys=40, substitution_train=200, arithmetic_train=200, kv_arithmetic_train=100,
+                      test_rows=24)
+    for name in ("m_a", "m_b"):
+        kv[name].update(model=tiny_model, train=loop)
+    for name in ("compose", "lora", "finetune"):
+        kv[name]["train"] = loop
+    kv["compose"]["bridge"]["every"] = 1
+    recipe.update(run_dir=str(run_dir), device="cpu")
+    path = run_dir.with_suffix(".yaml")
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def tiny_text_recipe(data_dir: Path, anchor: Path, run_dir: Path) -> Path:
+    """Every stage of recipes/telugu_text.yaml at a tiny size over `data_dir` (data_prep/translation.py) and
+    the anchor in `anchor`, written beside `run_dir`; returns the recipe's path."""
+    recipe = yaml.safe_load((REPO / "recipes" / "telugu_text.yaml").read_text())
+    loop = {"max_steps": 3, "batch_size": 4, "eval_every": 3, "eval_items": 4, "save_every": 3, "log_every": 1}
+    t = recipe["text"]
+    t.update(data_dir=str(data_dir), anchor={"source": str(anchor)}, test_items=6, decoding={"max_new_tokens": 6})
+    t["lm"].update(model={"hidden_size": 24, "num_layers": 2, "num_heads": 2, "intermediate_size": 48}, train=loop)
+    t["compose"].update(bridge={"mode": "aligned", "every": 1}, train=loop)
+    t["lora"]["train"] = loop
+    t["finetune"]["train"] = {**loop, "optim": {"lr": 0.05, "warmup_steps": 1}}  # large enough to move the ppl
+    recipe.update(run_dir=str(run_dir), device="cpu")
+    path = run_dir.with_suffix(".yaml")
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True))
+    return path

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from safetensors.torch import load_file
 
 from data_prep.kv_arithmetic import main as kv_main
@@ -26,6 +25,7 @@ from speech_calm.text.kv_data import (
 from speech_calm.text.rows import Row
 from speech_calm.training.loop import run
 from speech_calm.training.recipe import load_recipe
+from tests.runs import tiny_kv_recipe
 
 SMALL = KVSettings(num_keys=40, operands=(2, 3), substitution_train=300, arithmetic_train=300,
                    kv_arithmetic_train=200, test_rows=40)
@@ -141,21 +141,8 @@ def test_accuracy_and_table() -> None:
 
 def test_tiny_experiment_end_to_end(tmp_path: Path) -> None:
     """Every stage of recipes/kv_arithmetic.yaml at a tiny size: the table has all five models."""
-    recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes" / "kv_arithmetic.yaml").read_text())
-    tiny_model = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
-    loop = {"max_steps": 4, "batch_size": 16, "eval_every": 4, "eval_items": 16, "save_every": 4, "log_every": 2}
-    kv = recipe["kv"]
-    kv["data"].update(num_keys=40, substitution_train=200, arithmetic_train=200, kv_arithmetic_train=100,
-                      test_rows=24)
-    for name in ("m_a", "m_b"):
-        kv[name].update(model=tiny_model, train=loop)
-    for name in ("compose", "lora", "finetune"):
-        kv[name]["train"] = loop
-    kv["compose"]["bridge"]["every"] = 1  # the recipe's bridges (window 1, null slot), on both tiny layers
-    assert kv["mix_arithmetic"] == 0.5  # half as many Numeric-Arithmetic rows join the composition's
-    recipe.update(run_dir=str(tmp_path / "run"), device="cpu")
-    path = tmp_path / "kv.yaml"
-    path.write_text(yaml.safe_dump(recipe))
+    path = tiny_kv_recipe(tmp_path / "run")
+    assert load_recipe(path).kv.mix_arithmetic == 0.5  # half as many Numeric-Arithmetic rows join the composition's
     run_dir = run(load_recipe(path))
     result = json.loads((run_dir / "kv_eval" / "table.json").read_text())
     assert list(result["accuracy"]) == ["m_A", "m_B", "CALM", "LoRA", "m_B fine-tuned"]

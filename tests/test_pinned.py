@@ -56,7 +56,7 @@ def _outputs(run_dir: Path, files: list[str]) -> list[dict[str, Any]]:
 
 def measure(root: Path) -> dict[str, Any]:
     """Train every tiny pipeline under `root` and collect what must not change."""
-    from tests.runs import make_workspace, write_recipe
+    from tests.runs import make_workspace, tiny_kv_recipe, tiny_text_recipe, write_recipe
 
     ws = make_workspace(root)
     test_files = [str(ws / "data" / r["audio"]) for r in map(json.loads, (ws / "data/test.jsonl").open())][:3]
@@ -75,19 +75,7 @@ def measure(root: Path) -> dict[str, Any]:
             "tower": {"source": str(speech / "encoder" / "model")}, "bridge": bridge, "train": COMPOSE_LOOP}))
         out[name] = {"compose": _losses(run / "compose"), "outputs": _outputs(run, test_files)}
     # the key-value experiment, every stage at a tiny size
-    kv = yaml.safe_load((REPO / "recipes" / "kv_arithmetic.yaml").read_text())
-    tiny_model = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
-    loop = {"max_steps": 4, "batch_size": 16, "eval_every": 4, "eval_items": 16, "save_every": 4, "log_every": 1}
-    kv["kv"]["data"].update(num_keys=40, substitution_train=200, arithmetic_train=200, kv_arithmetic_train=100,
-                            test_rows=24)
-    for name in ("m_a", "m_b"):
-        kv["kv"][name].update(model=tiny_model, train=loop)
-    for name in ("compose", "lora", "finetune"):
-        kv["kv"][name]["train"] = loop
-    kv["kv"]["compose"]["bridge"]["every"] = 1
-    kv.update(run_dir=str(root / "kv"), device="cpu")
-    (root / "kv.yaml").write_text(yaml.safe_dump(kv))
-    run = _train(root / "kv.yaml")
+    run = _train(tiny_kv_recipe(root / "kv", log_every=1))
     out["kv"] = {stage: _losses(run / stage) for stage in ("kv_m_a", "kv_m_b", "kv_compose", "kv_lora", "kv_finetune")}
     out["kv"]["table"] = json.loads((run / "kv_eval" / "table.json").read_text())
     # the Telugu→English text experiment, every stage at a tiny size
@@ -99,18 +87,7 @@ def measure(root: Path) -> dict[str, Any]:
     texts += [json.loads(x)["text"] for x in (root / "text_data" / "mono.jsonl").open()]
     texts += ["Translate Telugu to English.\n\nTelugu: English:", ENGLISH]
     tiny.save_anchor(str(root / "text_anchor"), texts, kind="llama")
-    text = yaml.safe_load((REPO / "recipes" / "telugu_text.yaml").read_text())
-    loop = {"max_steps": 3, "batch_size": 4, "eval_every": 3, "eval_items": 4, "save_every": 3, "log_every": 1}
-    t = text["text"]
-    t.update(data_dir=str(root / "text_data"), anchor={"source": str(root / "text_anchor")}, test_items=6,
-             decoding={"max_new_tokens": 6})
-    t["lm"].update(model={"hidden_size": 24, "num_layers": 2, "num_heads": 2, "intermediate_size": 48}, train=loop)
-    t["compose"].update(bridge={"mode": "aligned", "every": 1}, train=loop)
-    t["lora"]["train"] = loop
-    t["finetune"]["train"] = {**loop, "optim": {"lr": 0.05, "warmup_steps": 1}}
-    text.update(run_dir=str(root / "text"), device="cpu")
-    (root / "text.yaml").write_text(yaml.safe_dump(text, allow_unicode=True))
-    run = _train(root / "text.yaml")
+    run = _train(tiny_text_recipe(root / "text_data", root / "text_anchor", root / "text"))
     out["text"] = {stage: _losses(run / stage) for stage in ("text_lm", "text_compose", "text_lora", "text_finetune")}
     out["text"]["table"] = json.loads((run / "text_eval" / "table.json").read_text())["results"]
     return out

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from data_prep.translation import prepare
 from speech_calm.core.bridge import BridgeConfig
@@ -29,6 +28,7 @@ from speech_calm.towers.small_lm import (
 from speech_calm.training.loop import run
 from speech_calm.training.recipe import load_recipe
 from tests import tiny
+from tests.runs import tiny_text_recipe
 from tests.test_compose import open_gates
 
 REPO = Path(__file__).resolve().parents[1]
@@ -181,18 +181,7 @@ def test_encoder_mode_text_tower_own_tokenizer(workspace: Path) -> None:
 def test_tiny_text_experiment_end_to_end(workspace: Path, tmp_path: Path) -> None:
     """Every stage of recipes/telugu_text.yaml at a tiny size; CALM leaves the anchor's English perplexity
     exactly as it was, fine-tuning does not."""
-    recipe = yaml.safe_load((REPO / "recipes" / "telugu_text.yaml").read_text())
-    loop = {"max_steps": 3, "batch_size": 4, "eval_every": 3, "eval_items": 4, "save_every": 3, "log_every": 1}
-    t = recipe["text"]
-    t.update(data_dir=str(workspace / "data"), anchor={"source": str(workspace / "anchor")}, test_items=6,
-             decoding={"max_new_tokens": 6})
-    t["lm"].update(model={"hidden_size": 24, "num_layers": 2, "num_heads": 2, "intermediate_size": 48}, train=loop)
-    t["compose"].update(bridge={"mode": "aligned", "every": 1}, train=loop)
-    t["lora"]["train"] = loop
-    t["finetune"]["train"] = {**loop, "optim": {"lr": 0.05, "warmup_steps": 1}}  # large enough to move the ppl
-    recipe.update(run_dir=str(tmp_path / "run"), device="cpu")
-    path = tmp_path / "text.yaml"
-    path.write_text(yaml.safe_dump(recipe, allow_unicode=True))
+    path = tiny_text_recipe(workspace / "data", workspace / "anchor", tmp_path / "run")
     run_dir = run(load_recipe(path))
     results = json.loads((run_dir / "text_eval" / "table.json").read_text())["results"]
     assert list(results) == ["m_A", "m_B", "CALM", "LoRA", "m_B fine-tuned"]

@@ -10,13 +10,17 @@ bridge connections).
 
 from __future__ import annotations
 
+import time
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
+from speech_calm.files import write_json
 from speech_calm.text.experiment import ADAPTATIONS, Experiment
 from speech_calm.text.rows import Row, TextModel
 from speech_calm.text.variants import Method, build_variant, export_variant
 from speech_calm.training.stages.base import Stage
+from speech_calm.training.stages.compute import ComputeStage
 from speech_calm.training.stages.lm import RowStage
 
 
@@ -63,3 +67,43 @@ def adaptation_stages(experiment: type[Experiment]) -> dict[str, type[Stage]]:
             "config_key": key,
         })
     return stages
+
+
+class TableStage(ComputeStage):
+    """`{group}_eval`: every model of the run (`Experiment.models`: m_A, m_B and each finished adaptation), one
+    at a time, scored on the experiment's test sets → `table.md` and `table.json` (with `eval_seconds`)."""
+
+    experiment: type[Experiment]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "experiment" in vars(cls):
+            cls.sections = (cls.experiment.group,)
+
+    @abstractmethod
+    def begin(self, exp: Experiment) -> None:
+        """Read the test sets (before the first model loads)."""
+
+    @abstractmethod
+    def score(self, label: str, tm: TextModel, info: dict[str, Any]) -> None:
+        """Score one model (its row is kept until `report`)."""
+
+    @abstractmethod
+    def report(self) -> tuple[str, str, dict[str, Any]]:
+        """(a title to print, the Markdown table, what table.json holds besides `eval_seconds`)."""
+
+    def setup(self) -> None:
+        exp = self.experiment(self.recipe, self.run_dir)
+        self.begin(exp)
+        t0 = time.time()
+        for label, tm, info in exp.models(self.rt.device):
+            self.score(label, tm, info)
+            del tm  # one model in memory at a time (each holds its own copy of the anchor)
+        self.seconds = time.time() - t0
+        title, self.markdown, self.table = self.report()
+        if self.rt.is_main:
+            print(f"\n{title}\n\n{self.markdown}\n" if title else f"\n{self.markdown}\n", flush=True)
+
+    def export(self, stage_dir: Path) -> None:
+        (stage_dir / "table.md").write_text(self.markdown + "\n", encoding="utf-8")
+        write_json(stage_dir / "table.json", {**self.table, "eval_seconds": self.seconds})

@@ -15,16 +15,15 @@ tokens, and anchor position t sees m_A's states for positions <= t only. The thr
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from speech_calm.files import write_json
 from speech_calm.text.kv import DATASETS, KVExperiment, kv_tokenizer, read_rows, score, table
 from speech_calm.text.kv_data import KVSettings, prepare
 from speech_calm.text.rows import Row, TextModel
-from speech_calm.training.stages.adapt import adaptation_stages
+from speech_calm.text.experiment import Experiment
+from speech_calm.training.stages.adapt import TableStage, adaptation_stages
 from speech_calm.training.stages.base import Stage
 from speech_calm.training.stages.compute import ComputeStage
 from speech_calm.training.stages.lm import CausalLMStage
@@ -81,33 +80,28 @@ class KVModelBStage(_KVModelStage):
     config_key = "m_b"
 
 
-class KVEvalStage(ComputeStage):
+class KVEvalStage(TableStage):
     """kv_eval: Table 1 (accuracy of m_A, m_B, CALM, LoRA, fine-tuned m_B on the three test sets)."""
 
     name = "kv_eval"
-    sections = ("kv",)
+    experiment = KVExperiment
 
-    def setup(self) -> None:
-        exp = KVExperiment(self.recipe, self.run_dir)
-        kv = exp.settings
-        tests = {key: read_rows(exp.data_dir, key, "test", answer=kv.answer) for key in DATASETS}
+    def begin(self, exp: Experiment) -> None:
+        self.kv = exp.settings
+        self.tests = {key: read_rows(exp.data_dir, key, "test", answer=self.kv.answer) for key in DATASETS}
         self.results: dict[str, dict[str, float]] = {}
         self.params: dict[str, int] = {}
-        t0 = time.time()
-        for label, tm, info in exp.models(self.rt.device):
-            if info:
-                self.params[label] = info["trainable"]
-            self.results[label] = {key: score(tm, rows, kv.eval_batch_size, key) for key, rows in tests.items()}
-        self.seconds = time.time() - t0
-        self.markdown = table(self.results, self.params)
-        if self.rt.is_main:
-            print(f"\nTable 1, key-value arithmetic (accuracy %, {len(tests['kv_arithmetic'])} test expressions "
-                  f"per dataset)\n\n{self.markdown}\n", flush=True)
 
-    def export(self, stage_dir: Path) -> None:
-        (stage_dir / "table.md").write_text(self.markdown + "\n", encoding="utf-8")
-        write_json(stage_dir / "table.json", {"accuracy": self.results, "trainable_parameters": self.params,
-                                               "eval_seconds": self.seconds})
+    def score(self, label: str, tm: TextModel, info: dict[str, Any]) -> None:
+        if info:
+            self.params[label] = info["trainable"]
+        self.results[label] = {key: score(tm, rows, self.kv.eval_batch_size, key) for key, rows in self.tests.items()}
+
+    def report(self) -> tuple[str, str, dict[str, Any]]:
+        title = (f"Table 1, key-value arithmetic (accuracy %, {len(self.tests['kv_arithmetic'])} test expressions "
+                 f"per dataset)")
+        return title, table(self.results, self.params), {"accuracy": self.results,
+                                                          "trainable_parameters": self.params}
 
 
 STAGES: dict[str, type[Stage]] = {

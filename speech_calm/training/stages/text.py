@@ -12,11 +12,8 @@
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any
 
-from speech_calm.files import write_json
 from speech_calm.text.rows import Row, TextModel
 from speech_calm.text.translation import (
     END,
@@ -30,9 +27,9 @@ from speech_calm.text.translation import (
 )
 from speech_calm.towers.load import dequantized_gguf, resolve_source
 from speech_calm.towers.small_lm import CompactTokenizer, expand_vocabulary
-from speech_calm.training.stages.adapt import adaptation_stages
+from speech_calm.text.experiment import Experiment
+from speech_calm.training.stages.adapt import TableStage, adaptation_stages
 from speech_calm.training.stages.base import Stage
-from speech_calm.training.stages.compute import ComputeStage
 from speech_calm.training.stages.lm import CausalLMStage
 
 
@@ -73,39 +70,31 @@ class TextLMStage(CausalLMStage):
         return expand_vocabulary(self.model, self.tokenizer, self.vocab_size)  # read the anchor's ids: the full table
 
 
-class TextEvalStage(ComputeStage):
+class TextEvalStage(TableStage):
     """text_eval: the translation table (chrF++, BLEU) with forgetting (English perplexity)."""
 
     name = "text_eval"
-    sections = ("text",)
+    experiment = TranslationExperiment
 
-    def setup(self) -> None:
-        exp = TranslationExperiment(self.recipe, self.run_dir)
-        t = exp.settings
+    def begin(self, exp: Experiment) -> None:
+        self.t = t = exp.settings
         pool = read_pairs(t.data_dir, "dev")
-        items = rows(read_pairs(t.data_dir, "test", t.test_items), t.instruction, t.shots, pool, seed=None)
-        english = english_text(t.forgetting_text)
+        self.items = rows(read_pairs(t.data_dir, "test", t.test_items), t.instruction, t.shots, pool, seed=None)
+        self.english = english_text(t.forgetting_text)
         self.results: dict[str, dict[str, Any]] = {}
-        t0 = time.time()
-        batch = t.compose.eval_batch_size
-        for label, tm, info in exp.models(self.rt.device):
-            scores, hyps = translate_scores(tm, items, batch, t.decoding)
-            row: dict[str, Any] = {**scores, "trainable": info.get("trainable"), "examples": hyps[:3]}
-            if label != "m_A":
-                # the anchor as the composed model holds it, with no m_A input: for CALM the anchor itself
-                row["english_ppl"] = perplexity(_anchor_only(tm), english)
-                if label == "CALM":
-                    row["english_ppl_with_m_A"] = perplexity(tm, english)  # m_A reads the English too
-            self.results[label] = row
-            del tm  # one model in memory at a time (each holds its own copy of the anchor)
-        self.seconds = time.time() - t0
-        self.markdown = translation_table(self.results, t.shots, len(items))
-        if self.rt.is_main:
-            print(f"\n{self.markdown}\n", flush=True)
 
-    def export(self, stage_dir: Path) -> None:
-        (stage_dir / "table.md").write_text(self.markdown + "\n", encoding="utf-8")
-        write_json(stage_dir / "table.json", {"results": self.results, "eval_seconds": self.seconds})
+    def score(self, label: str, tm: TextModel, info: dict[str, Any]) -> None:
+        scores, hyps = translate_scores(tm, self.items, self.t.compose.eval_batch_size, self.t.decoding)
+        row: dict[str, Any] = {**scores, "trainable": info.get("trainable"), "examples": hyps[:3]}
+        if label != "m_A":
+            # the anchor as the composed model holds it, with no m_A input: for CALM the anchor itself
+            row["english_ppl"] = perplexity(_anchor_only(tm), self.english)
+            if label == "CALM":
+                row["english_ppl_with_m_A"] = perplexity(tm, self.english)  # m_A reads the English too
+        self.results[label] = row
+
+    def report(self) -> tuple[str, str, dict[str, Any]]:
+        return "", translation_table(self.results, self.t.shots, len(self.items)), {"results": self.results}
 
 
 def _anchor_only(tm: TextModel) -> TextModel:
