@@ -56,7 +56,12 @@ def _outputs(run_dir: Path, files: list[str]) -> list[dict[str, Any]]:
 
 def measure(root: Path) -> dict[str, Any]:
     """Train every tiny pipeline under `root` and collect what must not change."""
-    from tests.runs import make_workspace, tiny_kv_recipe, tiny_text_recipe, write_recipe
+    from tests.runs import (
+        make_workspace,
+        tiny_kv_recipe,
+        tiny_text_recipe,
+        write_recipe,
+    )
 
     ws = make_workspace(root)
     test_files = [str(ws / "data" / r["audio"]) for r in map(json.loads, (ws / "data/test.jsonl").open())][:3]

@@ -236,3 +236,16 @@ def audio_batch(lengths: list[int], seed: int = 3) -> tuple[torch.Tensor, torch.
         t = torch.arange(n) / 16000
         audio[i, :n] = 0.3 * torch.sin(2 * torch.pi * (200 + 50 * i) * t) + 0.05 * torch.randn(n, generator=g)
     return audio, torch.tensor(lengths)
+
+
+def open_gates(model: torch.nn.Module, value: float = 0.7) -> None:
+    """Gates start at 0 (identity); open them so the bridges really change the anchor."""
+    with torch.no_grad():
+        for name, p in model.trainable_parameters():
+            if name.endswith("gate.scale"):
+                p.fill_(value)
+
+
+def prompt(b: int, t: int, seed: int = 0) -> torch.Tensor:
+    """(b, t) random token ids of the tiny vocabulary (above the special ids)."""
+    return torch.randint(3, VOCAB, (b, t), generator=torch.Generator().manual_seed(seed))

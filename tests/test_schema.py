@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from speech_calm.speech.config import SpeechBridgeConfig
 from speech_calm.schema import ConfigError, from_dict
+from speech_calm.speech.config import SpeechBridgeConfig
 from speech_calm.training.recipe import Recipe, load_recipe, save_recipe
 
 

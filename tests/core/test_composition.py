@@ -17,20 +17,11 @@ from speech_calm.core.checkpoint import load_bridges, save_bridges
 from speech_calm.core.composition import Composition
 from speech_calm.schema import ConfigError
 from tests import tiny
+from tests.tiny import open_gates, prompt
 
 torch.set_num_threads(2)
 
 
-def open_gates(model: Composition, value: float = 0.7) -> None:
-    """Gates start at 0 (identity); open them so the bridges really change the anchor."""
-    with torch.no_grad():
-        for name, p in model.trainable_parameters():
-            if name.endswith("gate.scale"):
-                p.fill_(value)
-
-
-def prompt(b: int, t: int, seed: int = 0) -> torch.Tensor:
-    return torch.randint(3, tiny.VOCAB, (b, t), generator=torch.Generator().manual_seed(seed))
 
 
 SPEECH_EVERY = BridgeConfig(every=1)  # 2-layer towers: connect both layers

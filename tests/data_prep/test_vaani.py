@@ -25,7 +25,7 @@ from data_prep.vaani import (
 )
 from speech_calm.speech.audio import encode_audio
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TELUGU = ["నా పేరు రాము", "రవి హైదరాబాద్‌లో ఉంటాడు.", "ఈ రోజు సోమవారం", "నాకు దోశ అంటే ఇష్టం"]
 # Real Vaani columns, including the private ones that must never reach the outputs.
 SCHEMA = pa.schema([

@@ -14,7 +14,7 @@ from speech_calm.training.recipe import load_recipe
 from tests import tiny
 from tests.runs import make_workspace, write_recipe
 
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
 
 # the real models telugu_large.yaml names, and the architectures this test builds tiny in their place
 LARGE_MODELS = {"facebook/w2v-bert-2.0": "wav2vec2-bert", "sarvamai/sarvam-1": "llama"}
@@ -30,7 +30,7 @@ def test_recipe_loads_and_starts_with_its_command(path: Path) -> None:
 
 
 def test_large_recipe_architectures_run_tiny(tmp_path: Path) -> None:
-    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "telugu_large.yaml")
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "telugu_large.yaml")
     assert {recipe.encoder.source, recipe.compose.anchor.source} == set(LARGE_MODELS)
     ws = make_workspace(tmp_path)
     # Wav2Vec2-BERT (the encoder, with its feature extractor) and a Llama anchor, tiny and local
@@ -52,7 +52,7 @@ def test_large_recipe_architectures_run_tiny(tmp_path: Path) -> None:
         *(f"encoder.train.{k}={v}" for k, v in small_train.items()),
         *(f"compose.train.{k}={v}" for k, v in small_train.items()),
     ]
-    large = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "telugu_large.yaml", overrides)
+    large = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "telugu_large.yaml", overrides)
     large.run_dir = str(ws / "large")
     large.data = load_recipe(path).data
     run_dir = run(large)

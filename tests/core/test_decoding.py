@@ -9,7 +9,7 @@ from speech_calm.core.bridge import BridgeConfig
 from speech_calm.core.composition import Composition
 from speech_calm.core.decoding import DecodingOptions, generate
 from tests import tiny
-from tests.test_compose import open_gates, prompt
+from tests.tiny import open_gates, prompt
 
 torch.set_num_threads(2)
 

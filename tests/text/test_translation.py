@@ -29,9 +29,9 @@ from speech_calm.training.loop import run
 from speech_calm.training.recipe import load_recipe
 from tests import tiny
 from tests.runs import tiny_text_recipe
-from tests.test_compose import open_gates
+from tests.tiny import open_gates
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

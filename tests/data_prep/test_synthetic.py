@@ -33,7 +33,7 @@ from data_prep.synthetic import (
 from data_prep.vaani import prepare
 from speech_calm.speech.indic import ZERO_WIDTH, normalize, script_fraction
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 VAANI_COLUMNS = {"audio", "language", "gender", "state", "district", "transcript", "referenceImage"}
 
 

@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from speech_calm.core.batch import lm_batch
-from speech_calm.speech.config import SpeechBridgeConfig
 from speech_calm.core.decoding import generate
 from speech_calm.core.tower import output_cache
 from speech_calm.schema import ConfigError
-from speech_calm.speech.config import ComposeStageConfig
+from speech_calm.speech.config import ComposeStageConfig, SpeechBridgeConfig
 from speech_calm.speech.model import SpeechModel, build_composition
 from speech_calm.towers.ctc import CTCCompressedTower
 from tests import tiny

@@ -20,7 +20,7 @@ from speech_calm.training.loop import NonFiniteLossError, Runtime, fit, run
 from speech_calm.training.recipe import load_recipe
 from tests.runs import make_workspace, write_recipe
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
