@@ -38,7 +38,7 @@ from speech_calm.speech.indic import language_script
 from speech_calm.speech.transcribe import Transcriber
 from speech_calm.text.translation import english_text
 from speech_calm.towers.ctc import load_ctc_model
-from speech_calm.training.stages.compose import tower_source
+from speech_calm.training.recipe import tower_source
 
 COLUMNS = (("cer", "CER %"), ("wer", "WER %"), ("script_fidelity", "script %"), ("bleu", "BLEU"),
            ("chrf", "chrF++"))

@@ -47,7 +47,15 @@ import numpy as np
 from data_prep.espeak import Espeak, Festival, Voice
 from data_prep.sentences import SUPPORTED_LANGUAGES, Sentence, sentence_at
 from speech_calm.files import atomic_write
-from speech_calm.speech.audio import colored_noise, encode_audio, limit_torch_threads, mix_at_snr, resample, rms, torch_threads
+from speech_calm.speech.audio import (
+    colored_noise,
+    encode_audio,
+    limit_torch_threads,
+    mix_at_snr,
+    resample,
+    rms,
+    torch_threads,
+)
 
 __all__ = ["SynthSpeaker", "plan_speakers", "synthesize_shard", "build_mirror", "FORMAT_VERSION"]
 

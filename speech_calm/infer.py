@@ -31,8 +31,7 @@ from speech_calm.speech.transcribe import (
     tasks_of,
 )
 from speech_calm.towers.load import resolve_dtype
-from speech_calm.training.recipe import load_recipe
-from speech_calm.training.stages.compose import tower_source
+from speech_calm.training.recipe import load_recipe, tower_source
 
 
 def load(run_dir: str | os.PathLike, device: str = "auto", dtype: str = "auto") -> Transcriber:
@@ -46,7 +45,7 @@ def load(run_dir: str | os.PathLike, device: str = "auto", dtype: str = "auto") 
     if not recipe_file.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory ({recipe_file} is missing); train one with "
                                 f"python -m speech_calm.train recipes/telugu.yaml")
-    recipe = load_recipe(recipe_file)
+    recipe = load_recipe(recipe_file, trained=True)
     bridges = run_dir / "compose" / "bridges.safetensors"
     if not bridges.is_file():
         raise FileNotFoundError(f"{run_dir} has no trained bridges ({bridges} is missing): the compose stage has "
@@ -63,7 +62,6 @@ def load(run_dir: str | os.PathLike, device: str = "auto", dtype: str = "auto") 
     speech = load_speech_model(cfg, tower, dev, bridges)
     speech.model.eval()
     return Transcriber(speech, recipe, run_dir, resolve_dtype(cfg.anchor.dtype, dev))
-
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[tuple[str, str]]:

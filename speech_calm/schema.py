@@ -6,7 +6,8 @@ a `ConfigError` that names the dotted key path and, for unknown keys, the closes
 recipe (after overrides) is what a run saves beside its outputs, so a run directory always says exactly how
 it was made.
 
-    recipe = load_config("recipes/telugu.yaml", Recipe, ["compose.train.max_steps=200"])
+    data = read_yaml("recipes/telugu.yaml", ["compose.train.max_steps=200"])   # a mapping, overrides applied
+    recipe = from_dict(Recipe, data)                                              # typed and checked
     save_config(recipe, run_dir / "recipe.yaml")
 """
 
@@ -26,11 +27,6 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A recipe or override is invalid; the message names the key path and what to do."""
-
-
-def load_config(path: str | Path, cls: type[T], overrides: list[str] | None = None) -> T:
-    """Read a YAML file, apply `a.b=value` overrides, and build the typed, validated dataclass `cls`."""
-    return from_dict(cls, read_yaml(path, overrides))
 
 
 def read_yaml(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:

@@ -69,3 +69,23 @@ def test_removed_settings_at_their_built_in_value_load(tmp_path: Path) -> None:
     empty = tmp_path / "empty.yaml"
     empty.write_text("{}\n")
     assert load_recipe(path) == load_recipe(empty)
+
+
+def test_a_finished_run_loads_whatever_its_training_only_settings_held(tmp_path: Path) -> None:
+    """A run trained with one task per batch (removed since) still loads to transcribe: that setting shaped
+    only its training. Training with it again is refused; values that meant the built-in behaviour load."""
+    path = tmp_path / "recipe.yaml"
+    path.write_text("compose: {task_batches: true, task_repeats: {translate: 2}}\nencoder: {speed_perturb: [0.9, 1.1]}\n")
+    assert load_recipe(path, trained=True) == load_recipe(_written(tmp_path, "{}"))
+    with pytest.raises(ConfigError, match="compose.task_batches"):
+        load_recipe(path)
+    same = _written(tmp_path, "compose: {task_repeats: {translate: 1}}\nencoder: {speed_perturb: [1.0]}\n")
+    assert load_recipe(same) == load_recipe(_written(tmp_path, "{}"))
+    with pytest.raises(ConfigError, match="compose.bridge.relative"):  # it changed the model: never dropped
+        load_recipe(_written(tmp_path, "compose: {bridge: {relative: false}}\n"), trained=True)
+
+
+def _written(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / f"r{abs(hash(text))}.yaml"
+    path.write_text(text)
+    return path

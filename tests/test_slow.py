@@ -66,8 +66,9 @@ def test_composition_trains_bridges_only(demo_run: Path) -> None:
     with safe_open(demo_run / "compose" / "bridges.safetensors", "pt") as f:
         params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
         names = list(f.keys())
-    # four bridges (gate, norms, projection, q/k/v/o each) and nothing of the frozen anchor (268 M parameters)
-    assert {n.split(".")[0] for n in names} == {"speech"} and len(names) == 44
+    # four bridges (gate, norms, projection, q/k/v/o, the offset prior's table and gate: 14 tensors each) and
+    # nothing of the frozen anchor (268 M parameters)
+    assert {n.split(".")[0] for n in names} == {"speech"} and len(names) == 4 * 14
     assert params < 0.03 * 268_098_176
 
 

@@ -42,24 +42,36 @@ Outputs: ``OUT/{train,dev,test}.jsonl``, ``OUT/audio/<id>.flac``, ``OUT/stats.js
 #   pipeline    prepare(): source -> screen -> decode pool -> splits -> outputs
 #   cli         the command line (python data_prep/vaani.py, python -m data_prep.vaani)
 
-from data_prep.vaani.cli import main
-from data_prep.vaani.errors import SourceUnavailable
-from data_prep.vaani.hub import HF_MAIN_REPO, HF_REPO, check_hf_access, iter_hf_rows, with_timeout
-from data_prep.vaani.local import iter_table_rows
-from data_prep.vaani.outputs import MANIFEST_KEYS
-from data_prep.vaani.pipeline import prepare
-from data_prep.vaani.rows import Row, iter_parquet_rows, rows_from_dataset
-from data_prep.vaani.screening import DROP_REASONS
-from data_prep.vaani.splits import assign_splits
-
 # Public names of the single-file module that were not in __all__; still importable from here.
 from data_prep.vaani.audio_jobs import TRIM_MARGIN_S, trim_silence  # noqa: F401
-from data_prep.vaani.hub import HF_TIMEOUT_S  # noqa: F401
-from data_prep.vaani.local import discover_local  # noqa: F401
-from data_prep.vaani.rows import PRIVATE_COLUMNS  # noqa: F401
-from data_prep.vaani.screening import MIN_SCRIPT_FRACTION  # noqa: F401
+from data_prep.vaani.cli import main
+from data_prep.vaani.errors import SourceUnavailable
+from data_prep.vaani.hub import (
+    HF_MAIN_REPO,
+    HF_REPO,
+    HF_TIMEOUT_S,  # noqa: F401
+    check_hf_access,
+    iter_hf_rows,
+    with_timeout,
+)
+from data_prep.vaani.local import (
+    discover_local,  # noqa: F401
+    iter_table_rows,
+)
+from data_prep.vaani.outputs import MANIFEST_KEYS
+from data_prep.vaani.pipeline import prepare
+from data_prep.vaani.rows import (
+    PRIVATE_COLUMNS,  # noqa: F401
+    Row,
+    iter_parquet_rows,
+    rows_from_dataset,
+)
+from data_prep.vaani.screening import (
+    DROP_REASONS,
+    MIN_SCRIPT_FRACTION,  # noqa: F401
+)
 from data_prep.vaani.speakers import load_speaker_map  # noqa: F401
-from data_prep.vaani.splits import SPLIT_FRACTIONS, SPLITS  # noqa: F401
+from data_prep.vaani.splits import SPLIT_FRACTIONS, SPLITS, assign_splits  # noqa: F401
 
 __all__ = [
     "HF_REPO",

@@ -10,9 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from speech_calm.speech.audio import SAMPLE_RATE, AudioError, load_audio, rms, write_flac
+from speech_calm.speech.audio import (
+    SAMPLE_RATE,
+    AudioError,
+    load_audio,
+    rms,
+    write_flac,
+)
 from speech_calm.speech.segment import SegmentOptions, find_segments
-
 
 TRIM_MARGIN_S = 0.1  # silence kept before the first and after the last speech in a clip
 

@@ -12,11 +12,15 @@ from pathlib import PurePosixPath
 from typing import Any, Callable, Iterator
 
 from data_prep.vaani.errors import SourceUnavailable
-from data_prep.vaani.rows import Row, _official_split, _split_from_path, iter_parquet_rows, rows_from_dataset
-
+from data_prep.vaani.rows import (
+    Row,
+    _official_split,
+    _split_from_path,
+    iter_parquet_rows,
+    rows_from_dataset,
+)
 
 log = logging.getLogger("data_prep.vaani")  # one logger for the whole package, as before the split
-
 
 HF_REPO = "ARTPARK-IISc/Vaani-transcription-part"
 HF_MAIN_REPO = "ARTPARK-IISc/Vaani"

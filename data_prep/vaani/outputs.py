@@ -9,10 +9,9 @@ from typing import Any
 
 from data_prep.vaani.screening import _Candidate, _State
 from data_prep.vaani.splits import SPLITS, _split_methods, _split_stats
-from speech_calm.speech.audio import SAMPLE_RATE
 from speech_calm.files import atomic_write
+from speech_calm.speech.audio import SAMPLE_RATE
 from speech_calm.speech.indic import code_switched, normalize
-
 
 MANIFEST_KEYS = (
     "id", "audio", "duration", "text", "text_raw", "text_code_switched", "translation",

@@ -18,9 +18,25 @@ from typing import Any, Callable, Iterable, Iterator
 from data_prep.vaani import audio_jobs, hub
 from data_prep.vaani.attribution import _attribution, _festival_note
 from data_prep.vaani.errors import SourceUnavailable
-from data_prep.vaani.local import _read_synthetic_marker, discover_local, iter_table_rows
-from data_prep.vaani.outputs import MANIFEST_KEYS, _make_records, _remove_orphans, _stats, _write_text
-from data_prep.vaani.rows import Row, _count_parquet_rows, _official_split, _split_from_path, iter_parquet_rows
+from data_prep.vaani.local import (
+    _read_synthetic_marker,
+    discover_local,
+    iter_table_rows,
+)
+from data_prep.vaani.outputs import (
+    MANIFEST_KEYS,
+    _make_records,
+    _remove_orphans,
+    _stats,
+    _write_text,
+)
+from data_prep.vaani.rows import (
+    Row,
+    _count_parquet_rows,
+    _official_split,
+    _split_from_path,
+    iter_parquet_rows,
+)
 from data_prep.vaani.screening import _Candidate, _finish, _screen, _State
 from data_prep.vaani.speakers import load_speaker_map
 from data_prep.vaani.splits import SPLITS, assign_splits

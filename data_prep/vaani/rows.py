@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator
 
-
 # Columns never copied anywhere: personal data in the main Vaani dataset.
 PRIVATE_COLUMNS = frozenset({"pincode", "speakerImageHash"})
 _OFFICIAL_SPLITS = {"train": "train", "validation": "dev", "valid": "dev", "dev": "dev", "test": "test"}

@@ -18,9 +18,7 @@ from data_prep.vaani.audio_jobs import _Job, _WorkLog
 from data_prep.vaani.rows import Row
 from speech_calm.speech.indic import language_code, normalize, script_fraction
 
-
 log = logging.getLogger("data_prep.vaani")  # one logger for the whole package, as before the split
-
 
 DROP_REASONS = (
     "wrong_language", "empty_transcript", "wrong_script", "unsafe_path", "missing_audio",

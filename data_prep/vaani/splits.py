@@ -7,7 +7,6 @@ import random
 from collections import defaultdict
 from typing import Any
 
-
 SPLITS = ("train", "dev", "test")
 SPLIT_FRACTIONS = {"train": 0.8, "dev": 0.1, "test": 0.1}
 

@@ -2,7 +2,7 @@
 
 CALM is compared with the usual ways of teaching the anchor itself (paper §5): LoRA with as many trainable
 parameters as the bridges, and full fine-tuning (the "skyline", which changes the anchor and so forgets).
-`AnchorModel` gives all of them the interface the training loop and `decoding.generate` use
+`AnchorModel` gives all of them the interface the training loop and `core.decoding.generate` use
 (`encode` / `forward(..., memory=, cache=, logits_to_keep=)` / `trainable_parameters`), so every row of a
 results table goes through the same code. A plain frozen LM (m_A or m_B alone) is an `AnchorModel` too.
 """

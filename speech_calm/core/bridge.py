@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speech_calm.core.optim import mark_gate
+from speech_calm.core.optim import GateParameter
 from speech_calm.core.tower import AugmentingTower, anchor_spec
 from speech_calm.schema import ConfigError
 
@@ -27,7 +27,8 @@ def select_connections(
 ) -> list[tuple[int, int]]:
     """The (m_A layer i, anchor layer j) pairs, 0-based, validated against both depths.
 
-    `cfg.pairs` wins; else every `cfg.every`-th m_A layer (k-1, 2k-1, ...) joined to as many anchor layers spread evenly up to the last one (paper: k = 4).
+    `cfg.pairs` wins; else every `cfg.every`-th m_A layer (k-1, 2k-1, ...) joined to as many anchor layers
+    spread evenly up to the last one (paper: k = 4).
     """
     if cfg.pairs is not None:
         pairs = [tuple(p) for p in cfg.pairs]
@@ -131,7 +132,7 @@ class TanhGate(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.scale = mark_gate(nn.Parameter(torch.zeros(1)))
+        self.scale = GateParameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.tanh(self.scale)
@@ -140,14 +141,16 @@ class TanhGate(nn.Module):
 class ScoreBias(Protocol):
     """Additive attention scores a bridge asks its caller for (see the module docstring)."""
 
-    def __call__(self, query: torch.Tensor, memory: BridgeMemory, context: torch.Tensor) -> torch.Tensor:
-        """Scores (B, H, T, S) for queries (B, T, D_B) (normed anchor states) over the memory's S slots;
-        `context`: (B, T), what the caller says about each query (`bias_context`)."""
+    def __call__(self, bridge: Bridge, query: torch.Tensor, memory: BridgeMemory,
+                 context: torch.Tensor) -> torch.Tensor:
+        """Scores (B, H, T, S) of `bridge`'s queries (B, T, D_B) (normed anchor states) over the memory's S
+        slots; `context`: (B, T), what the caller says about each query (`bias_context`). The bridge is passed
+        in, not remembered, so a copy of the bridge scores with its own parameters."""
 
 
 # Called once by each bridge it serves, at the end of the bridge's construction. It may register learned
 # parameters on the bridge (they are then saved, loaded and optimised with it, under the names it gives them)
-# and returns the bias. `mark_gate` gives a parameter the gates' learning rate.
+# and returns the bias. A `GateParameter` gets the gates' learning rate.
 ScoreBiasFactory = Callable[["Bridge"], ScoreBias]
 
 
@@ -276,7 +279,7 @@ class Bridge(nn.Module):
         if self._score_bias:
             if bias_context is None:
                 raise ValueError("this bridge has a score bias: give the context of each query (`bias_context`)")
-            scores = self._score_bias[0](query, memory, bias_context).to(q.dtype)  # (B, H, T, S)
+            scores = self._score_bias[0](self, query, memory, bias_context).to(q.dtype)  # (B, H, T, S)
             if self.null_key is not None:
                 scores = F.pad(scores, (1, 0))  # the null slot has no position
             # a float mask is added to the scores; blocked slots get -inf (every row keeps one visible slot)

@@ -22,7 +22,7 @@ it can read nothing: how much a bridge writes then depends on the anchor's state
 In encoder mode the attention has no positions of its own. A task that knows where each query stands against
 m_A's slots gives the bridges a *score bias* (`score_bias` per tower, see `core.bridge.ScoreBias`) and each
 query's context: in training as `bias_context` to `forward`, while decoding counted from the tokens fed by
-`Composition.bias_context` (a `BiasContext` the task sets). The speech path's offset prior is such a bias
+`Composition.context_counter` (a `ContextCounter` the task sets). The speech path's offset prior is such a bias
 (`speech_calm.speech.offsets`); the core knows nothing of characters.
 """
 
@@ -38,9 +38,9 @@ from torch import nn
 
 from speech_calm.core.bridge import (
     Bridge,
-    ScoreBiasFactory,
     BridgeConfig,
     BridgeMemory,
+    ScoreBiasFactory,
     select_connections,
 )
 from speech_calm.core.tower import (
@@ -67,7 +67,7 @@ class TowerMemory:
 class Memory:
     """Everything the bridges read, per tower name. Built by `Composition.encode`, reused across decoding
     steps; aligned towers extend it in place as tokens are fed (like an HF `Cache`). `bias_state` (B,): where
-    `Composition.bias_context` left off (None until the prompt has been read)."""
+    `Composition.context_counter` left off (None until the prompt has been read)."""
 
     towers: dict[str, TowerMemory] = field(default_factory=dict)
     bias_state: torch.Tensor | None = None
@@ -89,7 +89,7 @@ class _Context:
     bias_context: torch.Tensor | None = None
 
 
-class BiasContext(Protocol):
+class ContextCounter(Protocol):
     """Each new query's context for the bridges' score biases while decoding, counted from the tokens fed."""
 
     def __call__(self, state: torch.Tensor | None, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,8 +210,8 @@ class Composition(FrozenTowersModule):
             )
         self.freeze_towers()
         self.uses_score_bias = any(b.has_score_bias for bridges in self.bridges.values() for b in bridges)
-        # set by the task when its bridges have a score bias: the decoding-time counterpart of `bias_context`
-        self.bias_context: BiasContext | None = None
+        # set by the task when its bridges have a score bias: counts `bias_context` from the tokens fed (decoding)
+        self.context_counter: ContextCounter | None = None
         self._context: _Context | None = None
         self._cache_arg = cache_argument(anchor)
         # anchor layer j -> [(tower, bridge index)]; one hook per anchor layer that has bridges
@@ -358,12 +358,12 @@ class Composition(FrozenTowersModule):
         tower_inputs: forward kwargs per encoder-mode tower, encoded here when `memory` is not given.
         tower_outputs: or their states, already computed (see `encode`).
         memory: from `encode`, reused across decoding steps (and extended in place by aligned towers).
-        cache: the anchor's KV cache from the previous step (`towers.output_cache(previous output)`).
+        cache: the anchor's KV cache from the previous step (`core.tower.output_cache(previous output)`).
         logits_to_keep: as in HF: an int keeps the last N positions (0 = all) — targets only, in training.
         output_hidden_states: as in HF; training uses the last one to compute logits at target tokens only
         (`core.loss.target_loss`).
         bias_context: with score biases, (B, T) each query's context (training, teacher forcing); None counts
-        it from the tokens fed with `self.bias_context` (decoding).
+        it from the tokens fed with `self.context_counter` (decoding).
         """
         ref = input_ids if input_ids is not None else inputs_embeds
         if ref is None:
@@ -383,10 +383,10 @@ class Composition(FrozenTowersModule):
                 raise ValueError("aligned towers read input_ids; inputs_embeds alone cannot feed them")
             query_index = self._advance_aligned(memory, input_ids, attention_mask, position_ids)
         if self.uses_score_bias and bias_context is None:
-            if self.bias_context is None or input_ids is None:
+            if self.context_counter is None or input_ids is None:
                 raise ValueError("these bridges have a score bias: pass bias_context, or set "
-                                 "Composition.bias_context and feed input_ids")
-            bias_context, memory.bias_state = self.bias_context(memory.bias_state, input_ids)
+                                 "Composition.context_counter and feed input_ids")
+            bias_context, memory.bias_state = self.context_counter(memory.bias_state, input_ids)
         with self._attached(_Context(memory, query_index, bias_context)):
             return self.anchor(
                 input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,

@@ -65,6 +65,10 @@ def generate(
         attention_mask = torch.ones_like(input_ids)
     if (attention_mask[:, -1] == 0).any():
         raise ValueError("prompts must be left-padded (the last column real for every row)")
+    if not options.use_cache and getattr(model, "uses_score_bias", False):
+        # each call would read the whole sequence as a prompt: the queries' context is counted step by step
+        raise ValueError("bridges with a score bias decode with use_cache=True (the context of each query is "
+                         "counted from the tokens as they are fed)")
     limits = [options.max_new_tokens] * input_ids.shape[0]
     if max_new_tokens is not None:
         limits = [min(options.max_new_tokens, int(n)) for n in max_new_tokens]

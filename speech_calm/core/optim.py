@@ -40,19 +40,18 @@ class TrainConfig:
     num_workers: int = 0  # data-loader worker processes
 
 
-def mark_gate(p: torch.nn.Parameter) -> torch.nn.Parameter:
-    """Mark `p` for the gates' group (`gate_lr_scale` × the learning rate, no decay): a parameter that starts
-    where its bridge does nothing (a gate at 0), or a prior that must move by whole units within a short run."""
-    p.gate_lr = True  # type: ignore[attr-defined]
-    return p
+class GateParameter(torch.nn.Parameter):
+    """A parameter of the gates' group (`gate_lr_scale` × the learning rate, no decay): one that starts where
+    its bridge does nothing (a gate at 0), or a prior that must move by whole units within a short run. A type,
+    not a name: any module may hold one, and copies keep it."""
 
 
 def param_groups(params: dict[str, torch.nn.Parameter], cfg: OptimConfig) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on matrices only; parameters marked by `mark_gate` get `gate_lr_scale` ×
-    the learning rate, without decay."""
+    """AdamW groups: weight decay on matrices only; `GateParameter`s get `gate_lr_scale` × the learning
+    rate, without decay."""
     decay, no_decay, gates = [], [], []
     for p in params.values():
-        if getattr(p, "gate_lr", False):
+        if isinstance(p, GateParameter):
             gates.append(p)
         elif p.dim() < 2:
             no_decay.append(p)

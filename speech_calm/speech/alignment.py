@@ -25,7 +25,6 @@ from speech_calm.speech.model import TOWER, SpeechModel
 
 __all__ = ["AlignedSegment", "check_alignable", "plot_alignment", "token_attention"]
 
-
 MAX_PLOTTED_TOKENS = 150  # beyond this a figure is unreadable; the title says when tokens were left out
 
 

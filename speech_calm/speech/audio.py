@@ -38,19 +38,16 @@ __all__ = [
     "torch_threads",
     "encode_audio",
     "write_flac",
-    "atomic_write",
     "apply_gain_db",
     "rms",
     "colored_noise",
     "mix_at_snr",
 ]
 
-
 # what a directory of recordings is searched for (a file named explicitly is tried whatever its name)
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac", ".webm", ".wma",
                     ".aif", ".aiff", ".caf", ".au", ".w64", ".rf64")
 SAMPLE_RATE = 16000
-
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 

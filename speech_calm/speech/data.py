@@ -1,6 +1,6 @@
 """Speech manifests to batches: utterances, splits, audio read once and kept, padded waveforms.
 
-Speech manifests are JSONL (one utterance per line, see DESIGN.md "Data"). Batches group utterances of
+Speech manifests are JSONL (one utterance per line, see the README's "Data" section). Batches group utterances of
 similar duration (`core.batch.bucket_batches`: little padding, an order that depends only on (seed, epoch),
 so a resumed run sees the same batches as an uninterrupted one).
 """

@@ -17,15 +17,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from speech_calm.core.batch import chunks
+from speech_calm.metrics import translation_scores
 from speech_calm.schema import to_dict
 from speech_calm.speech.audio import AudioError
 from speech_calm.speech.data import Utterance
 from speech_calm.speech.indic import language_script, normalize
-from speech_calm.speech.metrics import transcript_scores, translation_scores
+from speech_calm.speech.metrics import transcript_scores
 from speech_calm.speech.transcribe import Transcriber
 
-__all__ = ["evaluate", "main", "scores", "table"]
-
+__all__ = ["evaluate", "scores", "table"]
 
 COLUMNS = (("cer", "CER"), ("wer", "WER"), ("script_fidelity", "script%"), ("bleu", "BLEU"), ("chrf", "chrF++"))
 

@@ -21,7 +21,6 @@ from speech_calm.files import atomic_write
 
 __all__ = ["FORMATS", "render", "srt_time", "write_text"]
 
-
 FORMATS = ("txt", "json", "srt", "tsv")
 
 

@@ -39,7 +39,6 @@ __all__ = [
     "language_script",
 ]
 
-
 # Unicode blocks per script, as inclusive code point ranges.  Only letters and combining marks are
 # classified (see `_is_letter`), so digits and punctuation inside a block (e.g. the Devanagari danda
 # U+0964, Telugu digits) never count for or against a script.
@@ -56,7 +55,6 @@ SCRIPTS: dict[str, tuple[tuple[int, int], ...]] = {
     "arabic": ((0x0600, 0x06FF), (0x0750, 0x077F), (0xFB50, 0xFDFF), (0xFE70, 0xFEFF)),
     "latin": ((0x0041, 0x005A), (0x0061, 0x007A), (0x00C0, 0x024F), (0x1E00, 0x1EFF)),
 }
-
 
 # Lower-case English language name (the manifest's `language` value) -> script it is written in.
 LANGUAGE_SCRIPT: dict[str, str] = {
@@ -76,7 +74,6 @@ LANGUAGE_SCRIPT: dict[str, str] = {
     "english": "latin",
 }
 
-
 # Lower-case English language name -> ISO 639-1 code (used for ids, espeak voices, CLDR locales).
 LANGUAGE_CODES: dict[str, str] = {
     "telugu": "te",
@@ -95,31 +92,23 @@ LANGUAGE_CODES: dict[str, str] = {
     "english": "en",
 }
 
-
 # Characters that only affect rendering: ZWSP, ZWNJ, ZWJ, word joiner, BOM, soft hyphen.
 ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 
-
 _ZERO_WIDTH_RE = re.compile(f"[{ZERO_WIDTH}]")
-
 
 # Annotations.  Braces hold English glosses, angle brackets hold event tags (also closing tags such
 # as </pause>), square brackets and parentheses hold transcriber comments.  Non-greedy and without
 # nesting: Vaani never nests them, and a stray unmatched bracket is left for the punctuation step.
 _BRACED_RE = re.compile(r"\{[^{}]*\}")
 
-
 _TAG_RE = re.compile(r"<[^<>]*>")
-
 
 _SQUARE_RE = re.compile(r"\[[^\[\]]*\]")
 
-
 _PAREN_RE = re.compile(r"\([^()]*\)")
 
-
 _DASHES_RE = re.compile(r"-{2,}")
-
 
 _SPACE_RE = re.compile(r"\s+")
 

@@ -1,49 +1,13 @@
-"""Scores: CER and WER (jiwer), BLEU and chrF++ (sacrebleu), script fidelity.
-
-CER comes first for Telugu (agglutinative: one long word carries what English says in several, so WER
-punishes a single wrong suffix as a whole word). Script fidelity is the share of output letters written in
-the expected script (Whisper-style models often answer Telugu speech in Latin letters).
+"""Scores of transcripts: CER and WER (`speech_calm.metrics`) and script fidelity, the share of output letters
+written in the expected script (Whisper-style models often answer Telugu speech in Latin letters).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jiwer
-import sacrebleu
-
+from speech_calm.metrics import cer, wer
 from speech_calm.speech.indic import script_fraction
-
-
-def _pairs(refs: Sequence[str], hyps: Sequence[str]) -> tuple[list[str], list[str]]:
-    if len(refs) != len(hyps):
-        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
-    kept = [(r, h) for r, h in zip(refs, hyps) if r.strip()]  # an empty reference has no error rate
-    return [r for r, _ in kept], [h for _, h in kept]
-
-
-def cer(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    """Character error rate in percent over the corpus (edits / reference characters, spaces included)."""
-    r, h = _pairs(refs, hyps)
-    return 100.0 * jiwer.cer(r, h) if r else float("nan")
-
-
-def wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    """Word error rate in percent over the corpus."""
-    r, h = _pairs(refs, hyps)
-    return 100.0 * jiwer.wer(r, h) if r else float("nan")
-
-
-def bleu(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    """Corpus BLEU (sacrebleu defaults: 13a tokenisation), 0–100."""
-    r, h = _pairs(refs, hyps)
-    return sacrebleu.corpus_bleu(h, [r]).score if r else float("nan")
-
-
-def chrf(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    """Corpus chrF++ (character n-grams plus word bigrams, sacrebleu word_order=2), 0–100."""
-    r, h = _pairs(refs, hyps)
-    return sacrebleu.corpus_chrf(h, [r], word_order=2).score if r else float("nan")
 
 
 def script_fidelity(hyps: Sequence[str], script: str) -> float:
@@ -58,8 +22,3 @@ def transcript_scores(refs: Sequence[str], hyps: Sequence[str], script: str | No
     if script:
         out["script_fidelity"] = script_fidelity(hyps, script)
     return out
-
-
-def translation_scores(refs: Sequence[str], hyps: Sequence[str]) -> dict[str, float]:
-    """BLEU and chrF++ for translations."""
-    return {"bleu": bleu(refs, hyps), "chrf": chrf(refs, hyps)}

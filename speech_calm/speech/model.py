@@ -35,7 +35,6 @@ from speech_calm.towers.load import load_anchor, load_speech_tower
 
 TOWER = "speech"  # the speech tower's name inside the composition
 
-
 TASKS = ("transcribe", "translate")
 
 
@@ -61,9 +60,11 @@ def build_composition(anchor: nn.Module, tower: AugmentingTower, cfg: ComposeSta
     b = cfg.bridge
     if b.mode != "encoder":
         raise ConfigError(f"a speech tower composes in encoder mode; got compose.bridge.mode={b.mode}")
-    prior = offset_prior(cfg)
     if b.type == "cross_attention":
+        prior = offset_prior(cfg)
         return Composition(anchor, {TOWER: tower}, b, score_bias={TOWER: prior} if prior else None)
+    # the projector gets as many parameters as those bridges would have, their offset prior's included
+    prior = OffsetPrior(b.offset_bias) if b.offset_bias is not None else None
     spec = anchor_spec(anchor)
     hidden = Projector.matched_hidden(bridge_parameter_count(tower, anchor, b, TOWER, prior), tower.hidden_size,
                                       spec.hidden_size, b.frame_stack)
@@ -93,13 +94,13 @@ class SpeechModel:
         self._marker_start = self._ids(cfg.prompts.english_marker)[0]
         self._head = output_head(model.anchor)
         self._script_vocab = self._closed_vocab() if cfg.script_vocab else None
-        self._token_chars: torch.Tensor | None = None
-        if getattr(model, "uses_score_bias", False):
+        self._chars: CharacterCount | None = None
+        if cfg.bridge.type == "cross_attention" and cfg.bridge.offset_bias is not None:
             # characters each token writes (special tokens none); targets start with a space m_A's transcript
             # lacks, so the count starts at -1
             pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=True)
-            self._token_chars = torch.tensor([len(p) for p in pieces], dtype=torch.float32)
-            model.bias_context = CharacterCount(self._token_chars, start=-1)
+            self._chars = CharacterCount(torch.tensor([len(p) for p in pieces], dtype=torch.float32), start=-1)
+            model.context_counter = self._chars
 
     @property
     def device(self) -> torch.device:
@@ -223,7 +224,7 @@ class SpeechModel:
     def forced_kwargs(self, target_ids: Sequence[Sequence[int]], length: int) -> dict[str, torch.Tensor]:
         """Extra forward arguments for a teacher-forced pass over rows that end with `target_ids`, left-padded
         to `length`: the characters written, when the bridges read m_A by offset (else nothing)."""
-        if self._token_chars is None:
+        if self._chars is None:
             return {}
         return {"bias_context": self.chars_written(target_ids, length).to(self.device)}
 
@@ -231,12 +232,8 @@ class SpeechModel:
         """(B, length) characters of each target read at every position of its left-padded `lm_batch` row:
         0 over the prompt, then the running count after each target token (less the leading space), as
         `CharacterCount` counts them while decoding."""
-        assert self._token_chars is not None
-        written = torch.zeros(len(target_ids), length)
-        for row, ids in enumerate(target_ids):
-            counts = (self._token_chars[torch.tensor(list(ids))].cumsum(0) - 1).clamp(min=0)
-            written[row, length - len(ids):] = counts
-        return written
+        assert self._chars is not None, "the bridges read m_A without an offset prior"
+        return self._chars.forced(target_ids, length)
 
     # ---------------------------------------------------------------------------------------- generation
 

@@ -16,21 +16,33 @@ both counts to the same logits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from speech_calm.core.bridge import Bridge, BridgeMemory, ScoreBias
-from speech_calm.core.optim import mark_gate
+from speech_calm.core.optim import GateParameter
 from speech_calm.schema import ConfigError
+
+
+def offset_scores(bridge: Bridge, query: torch.Tensor, memory: BridgeMemory, written: torch.Tensor) -> torch.Tensor:
+    """(B, H, T, S) from the offset of each slot to the characters written (B, T) at each query of `bridge`."""
+    table = bridge.offset_bias  # (H, 4R+1)
+    span = table.shape[1] // 2
+    offset = memory.positions[:, None, :] - (2 * written).round().long()[:, :, None]  # (B, T, S)
+    bias = table.t()[offset.clamp(-span, span) + span]  # (B, T, S, H)
+    gate = torch.sigmoid(bridge.offset_gate(query))  # (B, T, H)
+    return (bias * gate[:, :, None, :]).permute(0, 3, 1, 2)
 
 
 class OffsetPrior:
     """Makes each bridge's offset bias (a `ScoreBiasFactory` for `Composition(score_bias=...)`).
 
     The bias registers two learned tensors on its bridge, saved with the bridge's weights: `offset_bias`
-    (H, 4R+1), the score of each head at each half-character offset (the gates' learning rate: the prior must
-    move by whole units within a short run), and `offset_gate`, a linear map from the query to how much
-    position counts for each head.
+    (H, 4R+1), the score of each head at each half-character offset (a `GateParameter`: the prior must move by
+    whole units within a short run), and `offset_gate`, a linear map from the query to how much position counts
+    for each head.
     """
 
     def __init__(self, radius: int) -> None:
@@ -45,39 +57,40 @@ class OffsetPrior:
         # recipes/telugu.yaml)
         offsets = torch.arange(-2 * self.radius, 2 * self.radius + 1) / 2
         centres = torch.arange(heads) % 4 - 1.0
-        bridge.offset_bias = mark_gate(nn.Parameter(-2 * (offsets[None, :] - centres[:, None]).abs()))  # (H, 4R+1)
+        bridge.offset_bias = GateParameter(-2 * (offsets[None, :] - centres[:, None]).abs())  # (H, 4R+1)
         bridge.offset_gate = nn.Linear(width, heads)  # per query and head: how much position counts
         nn.init.zeros_(bridge.offset_gate.weight)
         nn.init.constant_(bridge.offset_gate.bias, 2.0)  # sigmoid(2) = 0.88: the prior on from the start
-
-        def scores(query: torch.Tensor, memory: BridgeMemory, written: torch.Tensor) -> torch.Tensor:
-            """(B, H, T, S) from the offset of each slot to the characters written (B, T) at each query."""
-            table = bridge.offset_bias  # (H, 4R+1)
-            span = table.shape[1] // 2
-            offset = memory.positions[:, None, :] - (2 * written).round().long()[:, :, None]  # (B, T, S)
-            bias = table.t()[offset.clamp(-span, span) + span]  # (B, T, S, H)
-            gate = torch.sigmoid(bridge.offset_gate(query))  # (B, T, H)
-            return (bias * gate[:, :, None, :]).permute(0, 3, 1, 2)
-
-        return scores
+        return offset_scores
 
 
 class CharacterCount:
-    """The characters written before each new token while decoding (a `BiasContext`).
+    """The characters written before each token: counted from the tokens fed while decoding (a
+    `ContextCounter`), or over whole targets for teacher forcing (`forced`).
 
     token_chars: (V,) characters each anchor token writes (special tokens none); start: the count before the
     first target token (-1 when targets begin with a space that m_A's transcript lacks).
     """
 
     def __init__(self, token_chars: torch.Tensor, start: float = 0.0) -> None:
-        self.token_chars = token_chars.float()
+        self.token_chars = token_chars.float()  # stays on the CPU (teacher forcing builds its counts there)
+        self._on_device = self.token_chars
         self.start = float(start)
 
     def __call__(self, state: torch.Tensor | None, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, t = input_ids.shape
         if state is None:  # the prompt: nothing is written there yet
             return torch.zeros(b, t, device=input_ids.device), torch.full((b,), self.start, device=input_ids.device)
-        if self.token_chars.device != input_ids.device:  # once, not a (V,) copy at every generated token
-            self.token_chars = self.token_chars.to(input_ids.device)
-        total = state[:, None] + self.token_chars[input_ids].cumsum(-1)  # (B, T)
+        if self._on_device.device != input_ids.device:  # once, not a (V,) copy at every generated token
+            self._on_device = self.token_chars.to(input_ids.device)
+        total = state[:, None] + self._on_device[input_ids].cumsum(-1)  # (B, T)
         return total.clamp(min=0), total[:, -1]
+
+    def forced(self, target_ids: Sequence[Sequence[int]], length: int) -> torch.Tensor:
+        """(B, length) characters of each target read at every position of its left-padded row (`lm_batch`):
+        0 over the prompt, then the running count after each target token, as `__call__` counts them."""
+        written = torch.zeros(len(target_ids), length)
+        for row, ids in enumerate(target_ids):
+            counts = (self.token_chars[torch.tensor(list(ids))].cumsum(0) + self.start).clamp(min=0)
+            written[row, length - len(ids):] = counts
+        return written

@@ -26,12 +26,9 @@ from speech_calm.speech.audio import SAMPLE_RATE, AudioError
 
 __all__ = ["HOP_SECONDS", "Segment", "SegmentOptions", "SilentAudioError", "find_segments", "frame_levels"]
 
-
 HOP_SECONDS = 0.01  # the detector's time resolution
 
-
 WINDOW_HOPS = 3  # RMS window: 30 ms, centred on each hop
-
 
 LEVEL_FLOOR_DB = -120.0  # digital silence reads as this instead of -inf
 

@@ -49,15 +49,11 @@ from speech_calm.speech.segment import Segment, SegmentOptions, find_segments
 
 __all__ = ["Decoded", "FileResult", "Transcriber"]
 
-
 TASK_CHOICES = ("transcribe", "translate", "both")
-
 
 POOL_BATCHES = 4  # segments are pooled across files until this many batches are ready, then sorted and decoded
 
-
 FALLBACK_NO_REPEAT_NGRAM = 3  # n-gram blocking for a segment whose first decoding looped
-
 
 MIN_AUDIO_SECONDS = 0.1  # shorter files carry no word
 

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from speech_calm.core.bridge import BridgeConfig
-from speech_calm.core.optim import TrainConfig
 from speech_calm.core.decoding import SearchConfig
+from speech_calm.core.optim import TrainConfig
+from speech_calm.text.kv_data import KVSettings
 from speech_calm.towers.load import TowerConfig
 from speech_calm.towers.small_lm import SmallLMConfig
 
@@ -52,28 +53,12 @@ class FinetuneStageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)  # the stage's training loop
 
 
-@dataclass
-class KVDataConfig:
-    """Key-value arithmetic data (`speech_calm.text.kv_data`); stage kv_data writes it."""
+@dataclass(frozen=True)
+class KVDataConfig(KVSettings):
+    """Key-value arithmetic data (`speech_calm.text.kv_data.KVSettings`) and where it lives; stage kv_data
+    writes it."""
 
     dir: str = ""  # where the data lives; "" = RUN_DIR/data
-    num_keys: int = 200  # N keys, mapped to a permutation of 1..N
-    key_length: tuple[int, int] = (2, 3)  # shortest and longest key, in characters
-    alphabet: str = "abcdefghijklmnopqrstuvwxyz"  # characters keys are made of
-    operands: tuple[int, int] = (2, 3)  # operands per arithmetic expression (the paper: 3-6)
-    substitution_operands: tuple[int, int] = (1, 3)  # operands per KV-Substitution expression
-    operators: str = "+-"  # binary operators (+, -, *)
-    non_negative: bool = True  # only expressions whose result is >= 0
-    little_endian: bool = True  # numbers written least-significant digit first (17 as "71")
-    fixed_width: bool = True  # numbers zero-padded to the width of the largest possible result
-    compose_fraction: float = 0.2  # share of keys whose expressions the composition trains on (paper: 20%)
-    cover_digits: bool = True  # composition keys whose values use every digit at every place, where they can
-    substitution_train: int = 60000  # rows of m_A's training data
-    arithmetic_train: int = 60000  # rows of m_B's training data
-    kv_arithmetic_train: int = 20000  # rows of the composition's training data
-    arithmetic_prefix: float = 0.5  # share of Numeric-Arithmetic rows behind a prefix of random letters
-    test_rows: int = 500  # rows of each test set (the composition's dev set has a fifth as many)
-    seed: int = 0  # the data is a function of these settings and this seed
 
 
 @dataclass

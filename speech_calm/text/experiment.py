@@ -28,18 +28,23 @@ ADAPTATIONS: dict[str, tuple[Method, str]] = {
 
 
 class Experiment(ABC):
-    """One text experiment in one run. `group` names its recipe section and prefixes its stages' names."""
+    """One text experiment in one run.
+
+    settings: the experiment's recipe section (`KVConfig`, `TextConfig`; `group` names it, and prefixes its
+    stages' names); run_dir: the run whose stages made m_A and m_B; seed: the run's seed.
+    """
 
     group: str
 
-    def __init__(self, recipe: Any, run_dir: Path) -> None:
-        self.recipe = recipe
+    def __init__(self, settings: Any, run_dir: Path, seed: int = 0) -> None:
+        self.settings = settings
         self.run_dir = Path(run_dir)
+        self.seed = seed
 
-    @property
-    def settings(self) -> Any:
-        """The experiment's recipe section (`recipe.kv`, `recipe.text`)."""
-        return getattr(self.recipe, self.group)
+    @classmethod
+    def of(cls, recipe: Any, run_dir: Path) -> Experiment:
+        """The experiment of a whole recipe: its section and seed."""
+        return cls(getattr(recipe, cls.group), run_dir, recipe.seed)
 
     @property
     def bridge(self) -> BridgeConfig:

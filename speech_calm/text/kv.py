@@ -35,7 +35,6 @@ from speech_calm.towers.load import TowerConfig
 
 DATASETS = {"substitution": "KV-Substitution", "arithmetic": "Numeric-Arithmetic", "kv_arithmetic": "KV-Arithmetic"}
 
-
 SYMBOLS = "0123456789+-*="
 
 

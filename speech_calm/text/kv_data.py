@@ -77,7 +77,7 @@ class KVSettings:
     # the composition keys: of COVER_DRAWS random draws, the one whose values use the most digits at each place
     # (at the paper's scale, 5000 keys always use them all; 20 random keys of 100 miss a few, and a digit never
     # copied at a place during composition is then often copied wrong at test time)
-    cover_digits: bool = True
+    cover_digits: bool = True  # composition keys whose values use every digit at every place, where they can
     substitution_train: int = 60000  # rows of m_A's training data
     arithmetic_train: int = 60000  # rows of m_B's training data
     kv_arithmetic_train: int = 20000  # rows of the composition's training data

@@ -23,20 +23,17 @@ import random
 import re
 from collections.abc import Sequence
 from pathlib import Path
-
 from typing import Any
 
 from speech_calm.files import read_jsonl
-from speech_calm.speech.metrics import translation_scores
+from speech_calm.metrics import translation_scores
 from speech_calm.text.experiment import Experiment
 from speech_calm.text.rows import Row, TextModel
 from speech_calm.text.variants import Parts
 
 Pair = tuple[str, str]
 
-
 END = "\n"  # what ends an answer
-
 
 # General English, unrelated to the templates the models are trained on (written for this check).
 ENGLISH_TEXT = """\
@@ -126,7 +123,7 @@ class TranslationExperiment(Experiment):
     def adapt_rows(self) -> list[Row]:
         t = self.settings
         pairs = read_pairs(t.data_dir, "train")
-        return rows(pairs, t.instruction, t.shots, pairs, seed=self.recipe.seed)
+        return rows(pairs, t.instruction, t.shots, pairs, seed=self.seed)
 
     def adapt_metrics(self, tm: TextModel, eval_items: int, batch_size: int) -> dict[str, Any]:
         t = self.settings

@@ -32,7 +32,6 @@ from speech_calm.towers.load import TowerConfig, load_anchor, load_text_tower
 
 Method = Literal["calm", "lora", "finetune"]
 
-
 PARAMS_FILE = "params.json"
 
 

@@ -43,15 +43,11 @@ from speech_calm.towers.vocab import BLANK_ID, CharVocab
 
 MODEL_TYPE = "speech_calm_conformer_ctc"  # config.json's "model_type": how loaders recognise this encoder
 
-
 CONFIG_NAME = "config.json"
-
 
 WEIGHTS_NAME = "model.safetensors"
 
-
 VOCAB_NAME = "vocab.json"
-
 
 # Conv2d subsampling stacks, as (kernel, stride) per convolution, applied to time and mel axes alike
 # (the ESPnet/WeNet Conv2dSubsampling{4,6,8} layouts).

@@ -1,5 +1,6 @@
-"""CTC compression of a speech tower's states (Gaido et al., 2021): average the runs of consecutive frames that
-greedy CTC decoding gives the same label.
+"""CTC around a speech tower: a Hugging Face encoder with a CTC head (`HFCTCEncoder`, what the encoder stage
+trains from an HF source), and CTC compression of a tower's states (Gaido et al., 2021): average the runs of
+consecutive frames that greedy CTC decoding gives the same label.
 
 A CTC-trained encoder emits one label (or blank) per frame; a run of equal labels is one character (or one
 pause). Averaging each run turns ~25 frames per second into roughly one position per character or pause, so
@@ -91,7 +92,6 @@ class CTCCompressedTower(AugmentingTower):
 
 
 HEAD_NAME = "ctc_head.safetensors"
-
 
 VOCAB_NAME = "vocab.json"
 

@@ -190,7 +190,6 @@ def _unreachable(source: str, error: Exception) -> str:
 
 
 __all__ = [
-    "AnchorSpec", "AugmentingTower", "HFSpeechTower", "HFTextTower", "TowerOutput", "anchor_spec",
-    "cache_argument", "cache_root", "dequantized_gguf", "find_layers", "load_anchor", "load_speech_tower", "load_text_tower", "output_cache",
+    "TowerConfig", "cache_root", "dequantized_gguf", "load_anchor", "load_speech_tower", "load_text_tower",
     "resolve_dtype", "resolve_source",
 ]

@@ -4,7 +4,7 @@ Offline there is no small pretrained model to start m_A (or the key-value experi
 are Llama-architecture `LlamaForCausalLM`s sized by a `SmallLMConfig`. Tokenizers are `PreTrainedTokenizerFast`s
 built with the `tokenizers` library: character-level (key-value arithmetic: keys, digits and operators read
 one character per token) or byte-level BPE trained on a corpus (a Telugu m_A's own tokenizer). Both save with
-`save_pretrained`, so a model directory is a loadable tower or anchor (`towers.load_anchor`).
+`save_pretrained`, so a model directory is a loadable tower or anchor (`towers.load.load_anchor`).
 
 Special tokens are the same everywhere: <pad>=0, <bos>=1, <eos>=2, <unk>=3; encoding adds <bos> in front.
 """

@@ -38,33 +38,23 @@ import torch
 
 log = logging.getLogger(__name__)
 
-
 BLANK_TOKEN = "<blank>"
-
 
 UNK_TOKEN = "<unk>"
 
-
 BLANK_ID = 0
-
 
 UNK_ID = 1
 
-
 UNK_CHAR = "\ufffd"  # what decode() writes for <unk>
-
 
 SPACE = " "
 
-
 _FORMAT = "speech_calm.CharVocab"
-
 
 _VERSION = 2  # 2 added shared labels; version 1 files load as unshared
 
-
 _FOLD_BASE = 0x0900  # shared labels are written as the Devanagari block's code points
-
 
 # Unicode blocks of the scripts a vocabulary may hold (inclusive code-point ranges).
 SCRIPT_BLOCKS: dict[str, tuple[int, int]] = {
@@ -73,7 +63,6 @@ SCRIPT_BLOCKS: dict[str, tuple[int, int]] = {
     "kannada": (0x0C80, 0x0CFF),
     "tamil": (0x0B80, 0x0BFF),
 }
-
 
 DEFAULT_SCRIPTS: tuple[str, ...] = ("telugu", "devanagari", "kannada", "tamil")
 

@@ -304,7 +304,7 @@ def _identity(section: Any) -> Any:
 
     def strip(node: Any) -> Any:
         if isinstance(node, dict):
-            return {k: strip(v) for k, v in node.items() if k not in ("train", "stages", "device")}
+            return {k: strip(v) for k, v in node.items() if k != "train"}
         return node
 
     return strip(data)

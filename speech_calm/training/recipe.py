@@ -51,9 +51,22 @@ RETIRED: dict[str, Any] = {
     "text.compose.bridge.offset_bias": None,
     "text.decoding.max_tokens_per_second": ANY,  # a cap per second of audio: text has none
 }
+# read only while training: a finished run loads for inference whatever they held
+TRAINING_ONLY = {"compose.task_batches", "compose.task_repeats", "encoder.speed_perturb"}
 
 
-def _retire(data: dict[str, Any], where: Path) -> None:
+def _means_builtin(value: Any, builtin: Any) -> bool:
+    """Whether a removed setting's value asks for what is now built in (`{translate: 1}` repeats nothing)."""
+    if builtin is ANY or value == builtin:
+        return True
+    if isinstance(value, dict) and builtin == {}:
+        return all(v == 1 for v in value.values())  # rows per task and epoch
+    if isinstance(value, list) and builtin == []:
+        return all(v == 1.0 for v in value)  # speed factors
+    return False
+
+
+def _retire(data: dict[str, Any], where: Path, trained: bool) -> None:
     """Drop removed settings in place where they hold the built-in behaviour; refuse them otherwise."""
     for key, builtin in RETIRED.items():
         *parents, leaf = key.split(".")
@@ -63,18 +76,27 @@ def _retire(data: dict[str, Any], where: Path) -> None:
         if not isinstance(node, dict) or leaf not in node:
             continue
         value = node.pop(leaf)
-        if builtin is not ANY and value != builtin:
+        if not _means_builtin(value, builtin) and not (trained and key in TRAINING_ONLY):
             raise ConfigError(
-                f"{key}: {value!r} in {where}: this setting was removed (the code now always does what "
-                f"{builtin!r} did); delete the key, or run this recipe with an older speech_calm"
+                f"{key}: {value!r} in {where} (or its overrides): this setting was removed (the code now always "
+                f"does what {builtin!r} did); delete the key, or use an older speech_calm for this recipe"
             )
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a YAML recipe (or a run directory's `recipe.yaml`), apply `a.b=value` overrides, and build it."""
+def load_recipe(path: str | Path, overrides: list[str] | None = None, *, trained: bool = False) -> Recipe:
+    """Read a YAML recipe (or a run directory's `recipe.yaml`), apply `a.b=value` overrides, and build it.
+
+    trained: the recipe of a finished run, loaded to use what it trained (settings that only shaped the
+    training, and were removed since, are dropped whatever they held).
+    """
     data = read_yaml(path, overrides)
-    _retire(data, Path(path))
+    _retire(data, Path(path), trained)
     return from_dict(Recipe, data)
+
+
+def tower_source(recipe: Recipe, run_dir: Path) -> str:
+    """m_A for the composition: the recipe's compose.tower.source, else this run's encoder stage result."""
+    return recipe.compose.tower.source or str(Path(run_dir) / "encoder" / "model")
 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:

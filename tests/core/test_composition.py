@@ -22,8 +22,6 @@ from tests.tiny import open_gates, prompt
 torch.set_num_threads(2)
 
 
-
-
 SPEECH_EVERY = BridgeConfig(every=1)  # 2-layer towers: connect both layers
 
 
@@ -229,12 +227,13 @@ def test_score_bias_hook_adds_the_callers_scores() -> None:
     bridge refuses to run without positions or context."""
     seen = []
 
+    def scores(bridge: Bridge, query: torch.Tensor, memory: BridgeMemory, context: torch.Tensor) -> torch.Tensor:
+        seen.append((memory.positions, context))
+        # (B, H, T, S): +30 on the slot whose position equals the query's context
+        hit = memory.positions[:, None, None, :] == context[:, None, :, None]
+        return 30.0 * hit.float().expand(-1, bridge.num_heads, -1, -1)
+
     def factory(bridge: Bridge):  # noqa: ANN202 - a ScoreBiasFactory
-        def scores(query: torch.Tensor, memory: BridgeMemory, context: torch.Tensor) -> torch.Tensor:
-            seen.append((memory.positions, context))
-            # (B, H, T, S): +30 on the slot whose position equals the query's context
-            hit = memory.positions[:, None, None, :] == context[:, None, :, None]
-            return 30.0 * hit.float().expand(-1, bridge.num_heads, -1, -1)
         return scores
 
     torch.manual_seed(0)

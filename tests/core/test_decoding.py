@@ -151,8 +151,6 @@ def test_prompts_must_be_left_padded() -> None:
         generate(model, ids, mask, inputs)
 
 
-
-
 def test_allowed_tokens_close_the_vocabulary() -> None:
     """Greedy and beam search emit only `allowed_token_ids`; greedy picks the best allowed token of the logits
     the unconstrained model computes (the closed softmax renormalises, it does not reorder)."""

@@ -90,3 +90,32 @@ def test_character_count_continues_across_calls() -> None:
     assert context.tolist() == [[0, 0, 0]] and state.tolist() == [-1]
     context, state = count(state, torch.tensor([[2, 1]]))
     assert context.tolist() == [[1, 2]] and state.tolist() == [2]
+
+
+def test_a_copied_bridge_scores_with_its_own_offset_parameters() -> None:
+    """The bias is handed its bridge at every call: a deep copy (an EMA, a frozen reference) reads its own
+    tables, and keeps their place in the gates' group."""
+    import copy
+
+    from speech_calm.core.optim import GateParameter
+
+    bridge, memory, hidden = offset_bridge()
+    twin = copy.deepcopy(bridge)
+    context = torch.tensor([[2.0, 3.0, 1.0]])
+    with torch.no_grad():
+        twin.offset_gate.bias.fill_(-30.0)  # the twin's prior is off; the original's is not
+        assert not torch.allclose(twin(hidden, memory, bias_context=context), bridge(hidden, memory, bias_context=context))
+    assert isinstance(twin.offset_bias, GateParameter) and isinstance(twin.gate.scale, GateParameter)
+
+
+def test_uncached_decoding_with_a_score_bias_is_refused() -> None:
+    """Without the cache every step would feed the whole sequence as a prompt, so every query's character count
+    would read 0: refused, with what to do."""
+    from speech_calm.core.decoding import DecodingOptions, generate
+
+    model = build_composition(tiny.anchor("llama"), tiny.speech_tower("conformer"),
+                              ComposeStageConfig(compress="ctc", bridge=SpeechBridgeConfig(every=1, offset_bias=2)))
+    audio, lens = tiny.audio_batch([16000])
+    with pytest.raises(ValueError, match="decode with use_cache=True"):
+        generate(model, tiny.prompt(1, 4), None, {"speech": {"audio": audio, "audio_lens": lens}},
+                 DecodingOptions(max_new_tokens=3, use_cache=False))

@@ -19,7 +19,6 @@ from speech_calm.files import write_json
 from speech_calm.text.experiment import ADAPTATIONS, Experiment
 from speech_calm.text.rows import Row, TextModel
 from speech_calm.text.variants import Method, build_variant, export_variant
-from speech_calm.training.stages.base import Stage
 from speech_calm.training.stages.compute import ComputeStage
 from speech_calm.training.stages.lm import RowStage
 
@@ -32,7 +31,7 @@ class AdaptStage(RowStage):
 
     def __init__(self, recipe: Any, runtime: Any, run_dir: Path) -> None:
         super().__init__(recipe, runtime, run_dir)
-        self.exp = self.experiment(recipe, run_dir)
+        self.exp = self.experiment.of(recipe, run_dir)
 
     def setup(self) -> None:
         self.tm, self.info = build_variant(self.method, self.exp.parts(), self.section, self.exp.bridge,
@@ -56,17 +55,18 @@ class AdaptStage(RowStage):
         export_variant(self.method, self.tm, stage_dir, self.info)
 
 
-def adaptation_stages(experiment: type[Experiment]) -> dict[str, type[Stage]]:
-    """`{group}_compose`, `{group}_lora`, `{group}_finetune` for `experiment`, by stage name."""
-    stages: dict[str, type[Stage]] = {}
-    for key, (method, label) in ADAPTATIONS.items():
-        name = f"{experiment.group}_{key}"
-        stages[name] = type(f"{experiment.__name__}{key.title()}Stage", (AdaptStage,), {
-            "__doc__": f"{name}: {label}, trained on {experiment.__name__}'s rows.", "__module__": __name__,
-            "name": name, "method": method, "experiment": experiment, "config_group": experiment.group,
-            "config_key": key,
+def adaptation_stages(experiment: type[Experiment], module: str) -> tuple[type[AdaptStage], ...]:
+    """The stages `{group}_compose`, `{group}_lora`, `{group}_finetune` of `experiment`, in that order, as
+    classes of `module` (the experiment's stage module binds them by name, e.g. `KVComposeStage`)."""
+    prefix = experiment.__name__.removesuffix("Experiment")
+    return tuple(
+        type(f"{prefix}{key.title()}Stage", (AdaptStage,), {
+            "__doc__": f"{experiment.group}_{key}: {label}, trained on the {experiment.group} experiment's rows.",
+            "__module__": module, "name": f"{experiment.group}_{key}", "method": method, "experiment": experiment,
+            "config_group": experiment.group, "config_key": key,
         })
-    return stages
+        for key, (method, label) in ADAPTATIONS.items()
+    )
 
 
 class TableStage(ComputeStage):
@@ -76,9 +76,9 @@ class TableStage(ComputeStage):
     experiment: type[Experiment]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
         if "experiment" in vars(cls):
             cls.sections = (cls.experiment.group,)
+        super().__init_subclass__(**kwargs)
 
     @abstractmethod
     def begin(self, exp: Experiment) -> None:
@@ -93,7 +93,7 @@ class TableStage(ComputeStage):
         """(a title to print, the Markdown table, what table.json holds besides `eval_seconds`)."""
 
     def setup(self) -> None:
-        exp = self.experiment(self.recipe, self.run_dir)
+        exp = self.experiment.of(self.recipe, self.run_dir)
         self.begin(exp)
         t0 = time.time()
         for label, tm, info in exp.models(self.rt.device):

@@ -12,6 +12,7 @@ from torch import nn
 from speech_calm.core.optim import TrainConfig
 from speech_calm.training.recipe import Recipe
 
+
 class Stage(ABC):
     """One step of a recipe. `fit` uses: module, trainable(), buffers(), batches(epoch), loss(), evaluate(); `run` calls
     setup() first and export() last."""
@@ -24,6 +25,9 @@ class Stage(ABC):
     module: nn.Module  # its forward computes the loss (what DDP wraps)
 
     def __init__(self, recipe: Recipe, runtime: Any, run_dir: Path) -> None:
+        if not self.sections:
+            raise TypeError(f"stage {type(self).__name__} must say which recipe sections it reads (`sections`): "
+                            f"a resumed run is checked against the saved recipe on those")
         self.recipe = recipe
         self.rt = runtime
         self.run_dir = run_dir

@@ -19,22 +19,18 @@ from speech_calm.core.batch import bucket_batches, chunks
 from speech_calm.core.checkpoint import save_bridges
 from speech_calm.core.composition import Composition
 from speech_calm.core.tower import TowerOutput
+from speech_calm.metrics import translation_scores
 from speech_calm.speech.data import (
     AudioStore,
     Utterance,
     dev_subset,
     read_split,
-
 )
 from speech_calm.speech.indic import language_script
-from speech_calm.speech.metrics import transcript_scores, translation_scores
+from speech_calm.speech.metrics import transcript_scores
 from speech_calm.speech.model import TOWER, load_speech_model
+from speech_calm.training.recipe import tower_source
 from speech_calm.training.stages.base import Stage
-
-
-def tower_source(recipe: Any, run_dir: Path) -> str:
-    """m_A for the composition: the recipe's compose.tower.source, else this run's encoder stage result."""
-    return recipe.compose.tower.source or str(run_dir / "encoder" / "model")
 
 
 def needed_layers(model: nn.Module) -> list[int]:
@@ -45,8 +41,8 @@ def needed_layers(model: nn.Module) -> list[int]:
 
 
 def pad_states(states: list[dict[int, torch.Tensor]], num_layers: int, device: torch.device,
-               char_positions: list[torch.Tensor] | None = None) -> TowerOutput:
-    """Cached per-utterance states {layer: (S_i, D)} (and char positions (S_i,)) → a TowerOutput with
+               positions: list[torch.Tensor] | None = None) -> TowerOutput:
+    """Cached per-utterance states {layer: (S_i, D)} (and slot positions (S_i,)) → a TowerOutput with
     (B, S, D) for the cached layers."""
     lengths = [next(iter(s.values())).shape[0] for s in states]
     width = max(lengths)
@@ -59,12 +55,12 @@ def pad_states(states: list[dict[int, torch.Tensor]], num_layers: int, device: t
             x[i, : lengths[i]] = s[layer].to(device)
         hidden[layer] = x
     mask = torch.arange(width, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]
-    chars = None
-    if char_positions is not None:
-        chars = torch.zeros(len(states), width, dtype=torch.long, device=device)
-        for i, c in enumerate(char_positions):
-            chars[i, : lengths[i]] = c.to(device)
-    return TowerOutput(tuple(hidden), mask, positions=chars)  # type: ignore[arg-type]
+    padded = None
+    if positions is not None:
+        padded = torch.zeros(len(states), width, dtype=torch.long, device=device)
+        for i, c in enumerate(positions):
+            padded[i, : lengths[i]] = c.to(device)
+    return TowerOutput(tuple(hidden), mask, positions=padded)  # type: ignore[arg-type]
 
 
 class ComposeStage(Stage):

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from speech_calm.core.batch import bucket_batches, chunks
+from speech_calm.metrics import cer, wer
 from speech_calm.speech.data import AudioStore, dev_subset, read_split
 from speech_calm.speech.indic import language_script
-from speech_calm.speech.metrics import cer, wer
 from speech_calm.towers.conformer import ConformerEncoder
 from speech_calm.towers.ctc import HFCTCEncoder
 from speech_calm.towers.hf import HFSpeechTower

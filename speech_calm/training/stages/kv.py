@@ -19,10 +19,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from speech_calm.text.kv import DATASETS, KVExperiment, kv_tokenizer, read_rows, score, table
+from speech_calm.text.experiment import Experiment
+from speech_calm.text.kv import (
+    DATASETS,
+    KVExperiment,
+    kv_tokenizer,
+    read_rows,
+    score,
+    table,
+)
 from speech_calm.text.kv_data import KVSettings, prepare
 from speech_calm.text.rows import Row, TextModel
-from speech_calm.text.experiment import Experiment
 from speech_calm.training.stages.adapt import TableStage, adaptation_stages
 from speech_calm.training.stages.base import Stage
 from speech_calm.training.stages.compute import ComputeStage
@@ -38,7 +45,7 @@ class KVDataStage(ComputeStage):
     def setup(self) -> None:
         d = asdict(self.recipe.kv.data)
         settings = KVSettings(**{k: v for k, v in d.items() if k != "dir"})
-        where = KVExperiment(self.recipe, self.run_dir).data_dir
+        where = KVExperiment.of(self.recipe, self.run_dir).data_dir
         stats = prepare(where, settings)
         if self.rt.is_main:
             print(f"[kv_data] {where}: {stats['compose_keys']} of {settings.num_keys} keys for composition; " +
@@ -56,10 +63,10 @@ class _KVModelStage(CausalLMStage):
         return kv_tokenizer(self.recipe.kv.data.alphabet)
 
     def train_rows(self) -> list[Row]:
-        return read_rows(KVExperiment(self.recipe, self.run_dir).data_dir, self.dataset, "train")
+        return read_rows(KVExperiment.of(self.recipe, self.run_dir).data_dir, self.dataset, "train")
 
     def dev_metrics(self, tm: TextModel) -> dict[str, float]:
-        data = KVExperiment(self.recipe, self.run_dir).data_dir
+        data = KVExperiment.of(self.recipe, self.run_dir).data_dir
         rows = read_rows(data, self.dataset, "test", self.train_config.eval_items)
         return {"accuracy": score(tm, rows, self.section.eval_batch_size, self.dataset)}
 
@@ -104,7 +111,7 @@ class KVEvalStage(TableStage):
                                                           "trainable_parameters": self.params}
 
 
-STAGES: dict[str, type[Stage]] = {
-    "kv_data": KVDataStage, "kv_m_a": KVModelAStage, "kv_m_b": KVModelBStage,
-    **adaptation_stages(KVExperiment), "kv_eval": KVEvalStage,
-}
+KVComposeStage, KVLoraStage, KVFinetuneStage = adaptation_stages(KVExperiment, __name__)
+
+STAGES: dict[str, type[Stage]] = {stage.name: stage for stage in (
+    KVDataStage, KVModelAStage, KVModelBStage, KVComposeStage, KVLoraStage, KVFinetuneStage, KVEvalStage)}

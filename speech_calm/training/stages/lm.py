@@ -38,9 +38,9 @@ class RowStage(Stage):
     config_key: str  # the stage's part of it ("m_a", "compose", ...)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
         if getattr(cls, "config_group", None):
             cls.sections = (cls.config_group,)
+        super().__init_subclass__(**kwargs)
 
     def __init__(self, recipe: Any, runtime: Any, run_dir: Path) -> None:
         super().__init__(recipe, runtime, run_dir)

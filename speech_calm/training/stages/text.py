@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from speech_calm.text.experiment import Experiment
 from speech_calm.text.rows import Row, TextModel
 from speech_calm.text.translation import (
     END,
@@ -27,7 +28,6 @@ from speech_calm.text.translation import (
 )
 from speech_calm.towers.load import dequantized_gguf, resolve_source
 from speech_calm.towers.small_lm import CompactTokenizer, expand_vocabulary
-from speech_calm.text.experiment import Experiment
 from speech_calm.training.stages.adapt import TableStage, adaptation_stages
 from speech_calm.training.stages.base import Stage
 from speech_calm.training.stages.lm import CausalLMStage
@@ -123,6 +123,8 @@ def translation_table(results: dict[str, dict[str, Any]], shots: int, n: int) ->
     return "\n".join(lines)
 
 
-STAGES: dict[str, type[Stage]] = {
-    "text_lm": TextLMStage, **adaptation_stages(TranslationExperiment), "text_eval": TextEvalStage,
-}
+TranslationComposeStage, TranslationLoraStage, TranslationFinetuneStage = adaptation_stages(
+    TranslationExperiment, __name__)
+
+STAGES: dict[str, type[Stage]] = {stage.name: stage for stage in (
+    TextLMStage, TranslationComposeStage, TranslationLoraStage, TranslationFinetuneStage, TextEvalStage)}
