@@ -180,6 +180,12 @@ class Composition(FrozenTowersModule):
         super().__init__()
         if not towers:
             raise ConfigError("a composition needs at least one augmenting tower")
+        for name, tower in towers.items():
+            if not isinstance(tower, AugmentingTower):
+                raise ConfigError(
+                    f"tower '{name}' is a {type(tower).__name__}, not an AugmentingTower: wrap a Hugging Face model "
+                    f"first (speech_calm.towers.hf.HFSpeechTower(model, feature_extractor) for a speech encoder, "
+                    f"HFTextTower(model) for a causal LM), or load it with speech_calm.towers.load")
         self.anchor = anchor
         self.towers = nn.ModuleDict(dict(towers))
         spec = anchor_spec(anchor)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from speech_calm.core.tower import (
@@ -41,7 +43,10 @@ class HFSpeechTower(AugmentingTower):
     """A frozen HF speech encoder (Whisper encoder, Wav2Vec2, HuBERT, Wav2Vec2-BERT) with its feature extractor.
 
     The feature extractor decides the model's input: raw waveforms (`input_values`) or features
-    (`input_features`); the output mask follows from the real input length and the model's own length rule.
+    (`input_features`); the output mask follows from the real input length and the model's own length rule,
+    for the states read here (those of the encoder layers, before any adapter that shortens them further).
+    A model whose feature encoder normalises over time (`feat_extract_norm: group`, the Wav2Vec2/HuBERT base
+    configs) would read a padded item differently from the same item alone: it runs one item at a time.
     """
 
     modality = "speech"
@@ -61,6 +66,8 @@ class HFSpeechTower(AugmentingTower):
 
     def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor) -> TowerOutput:
         """audio (B, T) float at 16 kHz, audio_lens (B,) samples → states (B, S, D) per layer + mask (B, S)."""
+        if getattr(self.model.config, "feat_extract_norm", None) == "group" and len(audio) > 1:
+            return _pad_cat([self.forward(a[None, : int(n)], n[None]) for a, n in zip(audio, audio_lens)])
         waves = [a[: int(n)].float().cpu().numpy() for a, n in zip(audio, audio_lens)]
         fixed = _fixed_length(self.feature_extractor)
         feats = self.feature_extractor(
@@ -79,11 +86,24 @@ class HFSpeechTower(AugmentingTower):
         s_out = states[-1].shape[1]
         in_lens = in_mask.sum(-1)
         if self.model.main_input_name == "input_values" and hasattr(self.model, "_get_feat_extract_output_lengths"):
-            out_lens = self.model._get_feat_extract_output_lengths(in_lens)
+            rule = self.model._get_feat_extract_output_lengths
+            # the layers' states come before the adapter (Wav2Vec2 `add_adapter`), whose stride the rule adds
+            takes_adapter = "add_adapter" in inspect.signature(rule).parameters
+            out_lens = rule(in_lens, add_adapter=False) if takes_adapter else rule(in_lens)
         else:  # features at a fixed stride: the real share of the output is the real share of the input
             out_lens = torch.ceil(in_lens.float() * s_out / in_mask.shape[-1]).long()
         mask = torch.arange(s_out, device=audio.device)[None, :] < out_lens.to(audio.device)[:, None]
         return TowerOutput(states, mask)
+
+
+def _pad_cat(outputs: list[TowerOutput]) -> TowerOutput:
+    """Outputs of single items as one batch: states right-padded with zeros, masks with False."""
+    width = max(o.mask.shape[1] for o in outputs)
+    states = tuple(
+        torch.cat([F.pad(o.hidden_states[i], (0, 0, 0, width - o.mask.shape[1])) for o in outputs])
+        for i in range(len(outputs[0].hidden_states))
+    )
+    return TowerOutput(states, torch.cat([F.pad(o.mask, (0, width - o.mask.shape[1])) for o in outputs]))
 
 
 def _fixed_length(feature_extractor: Any) -> bool:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from speech_calm.core.tower import AugmentingTower
+from speech_calm.schema import ConfigError
 from speech_calm.towers.hf import HFSpeechTower, HFTextTower
 
 
@@ -153,10 +154,25 @@ def load_speech_tower(
             model = _from_pretrained(AutoModel, where, torch_dtype, trust_remote_code)
             fe = AutoFeatureExtractor.from_pretrained(where, trust_remote_code=trust_remote_code)
         except OSError as e:
+            if Path(where).is_dir():  # there, but not a speech encoder
+                raise ConfigError(_not_speech(where)) from e
             raise OSError(_unreachable(source, e)) from e
         tower = HFSpeechTower(model, fe)
     tower.requires_grad_(False).eval().to(device=device, dtype=torch_dtype)
     return tower
+
+
+def _not_speech(where: str) -> str:
+    """Why a local directory is no speech tower: what it holds instead, and what to give."""
+    config = Path(where) / "config.json"
+    data = json.loads(config.read_text()) if config.is_file() else {}
+    held = f"a {data.get('model_type', 'model')} model ({', '.join(data.get('architectures') or []) or 'no architecture'})"
+    return (
+        f"{where} is not a speech encoder: it holds {held if data else 'no config.json'} and no feature extractor "
+        f"(preprocessor_config.json). Give a speech encoder directory or hub id (Wav2Vec2, HuBERT, Whisper, "
+        f"Wav2Vec2-BERT, with its feature extractor, or a Conformer saved by the encoder stage) as the speech "
+        f"tower (encoder.source / compose.tower.source); a causal LM belongs in compose.anchor.source."
+    )
 
 
 def _from_pretrained(auto_class: Any, where: str, dtype: torch.dtype, trust_remote_code: bool) -> nn.Module:
