@@ -71,11 +71,34 @@ class AlignedSegment:
     labels: list[str]
 
 
+@lru_cache(maxsize=1)
+def packaged_fonts() -> tuple[str, ...]:
+    """Font files of the installed `fontpkg` packages (Noto Sans Telugu, Devanagari, Tamil: dependencies of
+    this project), made known to matplotlib once, so that tokens in those scripts are drawn as text."""
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    from matplotlib import font_manager
+
+    files = []
+    for entry in entry_points(group="fontpkg.family"):
+        try:
+            root = Path(import_module(entry.value).ROOT)
+        except (ImportError, AttributeError):
+            continue  # a broken font package draws nothing: the label is numbered instead
+        for path in sorted(root.glob("files/*.[ot]tf")):
+            font_manager.fontManager.addfont(str(path))
+            files.append(str(path))
+    return tuple(files)
+
+
 @lru_cache(maxsize=64)
 def _font_covering(chars: frozenset[str]) -> str | None:
     """The file of an installed font that has glyphs for all `chars`, preferring matplotlib's default."""
     from matplotlib import font_manager
     from matplotlib.ft2font import FT2Font
+
+    packaged_fonts()
 
     default = font_manager.findfont(font_manager.FontProperties())
     # "Last Resort" fonts map every code point to a placeholder box: they cover everything and show nothing

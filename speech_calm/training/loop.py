@@ -106,28 +106,41 @@ class MetricsLog:
             f.write(json.dumps(row) + "\n")
 
     def plot(self) -> None:
-        """curves.png: training loss, and each evaluation metric over steps."""
-        import matplotlib
-
-        matplotlib.use("Agg")
+        """curves.png (`curves_figure`), written atomically."""
         import matplotlib.pyplot as plt
 
-        keys = sorted({k for r in self.rows for k in r if k.startswith(("train_", "dev_")) and k != "train_lr"})
-        keys = [k for k in keys if any(isinstance(r.get(k), (int, float)) for r in self.rows)]
-        if not keys:
+        fig = curves_figure(self.rows)
+        if fig is None:
             return
-        fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.2 * len(keys)), squeeze=False)
-        for ax, key in zip(axes[:, 0], keys):
-            pts = [(r["step"], r[key]) for r in self.rows if isinstance(r.get(key), (int, float))]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="." if len(pts) < 50 else None)
-            ax.set_ylabel(key, fontsize=8)
-            ax.grid(alpha=0.3)
-        axes[-1, 0].set_xlabel("step")
-        fig.tight_layout()
         tmp = self.path.with_name(".curves.png")
         fig.savefig(tmp, dpi=80, format="png")
         plt.close(fig)
         os.replace(tmp, self.path.with_name("curves.png"))
+
+
+def curves_figure(rows: list[dict[str, Any]]) -> Any:
+    """The training loss and each dev metric against the training step, one panel each on one shared step axis
+    (from 0 to the last step logged: a metric evaluated once is a point at its step, not a lone axis around it);
+    None when nothing numeric was logged."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k for r in rows for k in r if k.startswith(("train_", "dev_")) and k != "train_lr"})
+    keys = [k for k in keys if any(isinstance(r.get(k), (int, float)) for r in rows)]
+    if not keys:
+        return None
+    fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.2 * len(keys)), squeeze=False, sharex=True)
+    for ax, key in zip(axes[:, 0], keys):
+        pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="." if len(pts) < 50 else None)
+        ax.set_ylabel(key, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlim(0, max(1, max(r["step"] for r in rows if "step" in r)))
+    axes[-1, 0].set_xlabel("step")
+    fig.tight_layout()
+    return fig
 
 
 def fit(stage: Any, cfg: TrainConfig, stage_dir: Path, rt: Runtime) -> dict[str, Any]:

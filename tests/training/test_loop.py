@@ -209,3 +209,16 @@ def test_repeated_nonfinite_losses_stop_with_last_good_checkpoint(tmp_path: Path
     assert torch.isfinite(stage.module.weight).all()
     good = load_file(str(tmp_path / "checkpoints" / "step-00000004" / "trainable.safetensors"))
     assert all(torch.isfinite(v).all() for v in good.values())
+
+
+def test_curves_share_the_step_axis_from_zero() -> None:
+    """A dev metric evaluated once sits at its step on the loss's axis, not alone on an axis around it."""
+    import matplotlib.pyplot as plt
+
+    from speech_calm.training.loop import curves_figure
+
+    rows = [{"step": s, "train_loss": 3.0 - s / 100} for s in range(10, 210, 10)] + [{"step": 200, "dev_cer": 40.0}]
+    fig = curves_figure(rows)
+    limits = {ax.get_xlim() for ax in fig.axes}
+    plt.close(fig)
+    assert limits == {(0.0, 200.0)} and len(fig.axes) == 2
