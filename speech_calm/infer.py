@@ -120,6 +120,10 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"longest segment in seconds (default {SegmentOptions.max_segment:g})")
     p.add_argument("--min-silence", type=float, default=SegmentOptions.min_silence, metavar="S",
                    help=f"shortest pause that splits segments (default {SegmentOptions.min_silence:g})")
+    p.add_argument("--word-timestamps", action="store_true",
+                   help="time every transcript word by m_A's CTC alignment (JSON: segments[i].words)")
+    p.add_argument("--word-level", action="store_true",
+                   help="srt/vtt subtitles with one cue per transcript word (implies --word-timestamps)")
     p.add_argument("--plot", action="store_true",
                    help="write NAME.TASK.align.png (into --out, else here): which audio frames each output "
                         "token attended to")
@@ -148,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
                      "repetition_penalty": args.repetition_penalty,
                      "max_tokens_per_second": args.max_tokens_per_second}
         model.decoding_for(seg.max_segment, **overrides)  # bad settings fail here, before any audio is read
+        if args.word_timestamps or args.word_level:
+            if args.task == "translate":
+                raise ValueError("--word-timestamps and --word-level time the transcript's words: use --task "
+                                 "transcribe or both")
+            model.ctc_model()  # and a run whose m_A has no CTC head
     except (ConfigError, FileNotFoundError, OSError, TypeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -159,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     done, seconds, t1 = 0, 0.0, time.time()
     results = model.transcribe_iter(
         [path for path, _ in files], args.task, batch_size=args.batch_size, segmentation=seg, errors="report",
-        progress=not args.quiet, alignments=args.plot, **overrides,
+        progress=not args.quiet, alignments=args.plot, words=args.word_timestamps or args.word_level, **overrides,
     )
     for index, result in enumerate(results):  # in input order; the generator runs to its end (progress bar)
         name = files[index][1]
@@ -172,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         for note in data["warnings"]:
             print(f"warning: {result.path}: {note}", file=sys.stderr)
         for fmt in args.format:
-            text = render(data, fmt)
+            text = render(data, fmt, words=args.word_level)
             if fmt == "json":  # one line per file on stdout (JSON Lines); pretty in files
                 print(json.dumps(data, ensure_ascii=False))
             else:

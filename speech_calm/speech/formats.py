@@ -21,16 +21,16 @@ from speech_calm.files import atomic_write
 
 __all__ = ["FORMATS", "render", "srt_time", "write_text"]
 
-FORMATS = ("txt", "json", "srt", "tsv")
+FORMATS = ("txt", "json", "srt", "vtt", "tsv")
 
 
-def srt_time(seconds: float) -> str:
-    """SRT's `HH:MM:SS,mmm` (hours keep counting past 99 rather than wrap)."""
+def srt_time(seconds: float, separator: str = ",") -> str:
+    """SRT's `HH:MM:SS,mmm` (WebVTT's with separator "."; hours keep counting past 99 rather than wrap)."""
     ms = max(0, round(seconds * 1000))
     h, rest = divmod(ms, 3_600_000)
     m, rest = divmod(rest, 60_000)
     s, ms = divmod(rest, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
+    return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}"
 
 
 def _one_line(text: str | None) -> str:
@@ -55,16 +55,28 @@ def to_json(result: dict[str, Any]) -> str:
     return json.dumps(result, ensure_ascii=False, indent=1) + "\n"
 
 
-def to_srt(result: dict[str, Any]) -> str:
+def _cues(result: dict[str, Any], words: bool) -> list[tuple[float, float, list[str]]]:
+    """(start, end, lines) of each subtitle: a segment's text fields, or with `words` each transcript word
+    (from `segments[i]["words"]`) on its own."""
+    if words:
+        return [(w["start"], w["end"], [w["word"]]) for seg in result["segments"] for w in seg.get("words") or []]
     cues = []
     for seg in result["segments"]:
-        lines = [_one_line(seg[key]) for key in _fields(result)]
-        lines = [line for line in lines if line]
-        if not lines:  # an empty cue is not valid SRT; the segment produced no text
-            continue
-        timing = f"{srt_time(seg['start'])} --> {srt_time(seg['end'])}"
-        cues.append(f"{len(cues) + 1}\n{timing}\n" + "\n".join(lines) + "\n")
-    return "\n".join(cues)
+        lines = [line for line in (_one_line(seg[key]) for key in _fields(result)) if line]
+        if lines:  # an empty cue is not valid; the segment produced no text
+            cues.append((seg["start"], seg["end"], lines))
+    return cues
+
+
+def to_srt(result: dict[str, Any], words: bool = False) -> str:
+    return "\n".join(f"{k}\n{srt_time(start)} --> {srt_time(end)}\n" + "\n".join(lines) + "\n"
+                     for k, (start, end, lines) in enumerate(_cues(result, words), 1))
+
+
+def to_vtt(result: dict[str, Any], words: bool = False) -> str:
+    cues = [f"{srt_time(start, '.')} --> {srt_time(end, '.')}\n" + "\n".join(lines) + "\n"
+            for start, end, lines in _cues(result, words)]
+    return "WEBVTT\n\n" + "\n".join(cues)
 
 
 def to_tsv(result: dict[str, Any]) -> str:
@@ -75,13 +87,16 @@ def to_tsv(result: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
-_RENDER = {"txt": to_txt, "json": to_json, "srt": to_srt, "tsv": to_tsv}
+_RENDER = {"txt": to_txt, "json": to_json, "srt": to_srt, "vtt": to_vtt, "tsv": to_tsv}
 
 
-def render(result: dict[str, Any], fmt: str) -> str:
-    """`result` in format `fmt` (one of FORMATS)."""
+def render(result: dict[str, Any], fmt: str, words: bool = False) -> str:
+    """`result` in format `fmt` (one of FORMATS); `words`: subtitles (srt, vtt) with a cue per word (the result
+    needs word timestamps)."""
     if fmt not in _RENDER:
         raise ValueError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt in ("srt", "vtt"):
+        return _RENDER[fmt](result, words)
     return _RENDER[fmt](result)
 
 

@@ -67,6 +67,7 @@ class Decoded:
     cap: int  # the token cap this segment had (from its duration)
     fallback: int = 0  # the first search looped: n of the n-gram blocking of the second search (0 = none)
     alignment: np.ndarray | None = None  # (tokens, frames) cross-attention, when asked for
+    words: list[dict[str, Any]] | None = None  # transcripts, when asked for: [{"word", "start", "end"}] (s)
 
     @property
     def capped(self) -> bool:
@@ -118,6 +119,10 @@ class FileResult:
             item = {"start": round(seg.start_seconds, 3), "end": round(seg.end_seconds, 3)}
             for task, key in keys.items():
                 item[key] = out[task].text if task in out else None
+            words = out["transcribe"].words if "transcribe" in out else None
+            if words is not None:  # times within the file
+                item["words"] = [{**w, "start": round(seg.start_seconds + w["start"], 3),
+                                  "end": round(seg.start_seconds + w["end"], 3)} for w in words]
             segments.append(item)
         for task, key in keys.items():
             result[key] = " ".join(s[key] for s in segments if s[key]) if task in self.tasks else None
@@ -189,14 +194,37 @@ class Transcriber:
         return generate(self.speech.model, ids, None, None, self.speech.options(d, task), max_new_tokens=caps,
                         tower_outputs={TOWER: states})
 
+    def ctc_model(self) -> Any:
+        """m_A with its CTC head (`ctc_logits`, `vocab`, `frame_rate_hz`), for word timestamps; a clear error
+        for a tower without one."""
+        tower = getattr(self.speech.tower, "tower", self.speech.tower)  # under CTC compression: the tower read
+        if not all(hasattr(tower, a) for a in ("ctc_logits", "vocab", "frame_rate_hz")):
+            raise ValueError(f"word timestamps come from m_A's CTC alignment, and this run's m_A "
+                             f"({type(tower).__name__}) has no CTC head here; train m_A with the encoder stage "
+                             f"(encoder.source: conformer)")
+        return tower
+
+    def _words(self, audio: torch.Tensor, lens: torch.Tensor, results: list[dict[str, Decoded]]) -> None:
+        """Each transcript's word timestamps (`Decoded.words`, seconds from the segment's start)."""
+        from speech_calm.speech.words import word_times
+
+        ctc = self.ctc_model()
+        logits, frames = ctc.ctc_logits(audio.to(self.device), lens.to(self.device))  # (B, S, V), (B,)
+        log_probs = logits.float().log_softmax(-1)
+        for i, result in enumerate(results):
+            text = result["transcribe"].text
+            result["transcribe"].words = word_times(log_probs[i, : int(frames[i])], 1 / ctc.frame_rate_hz,
+                                                    ctc.vocab.encode(text), text)
+
     @torch.no_grad()
     def decode(self, waves: Sequence[np.ndarray], tasks: Sequence[str], decoding: DecodeConfig | None = None,
-               fallback: bool = True, alignments: bool = False) -> list[dict[str, Decoded]]:
+               fallback: bool = True, alignments: bool = False, words: bool = False) -> list[dict[str, Decoded]]:
         """Decode each 16 kHz mono waveform (N_i,) whole, as one batch: m_A once, then one search per task (one
         for both when chained: the transcript is the translation's part before the English marker).
 
         fallback: decode outputs that loop again with n-gram blocking (kept when they loop less).
         alignments: also compute each output's cross-attention over the audio (one extra forward per item).
+        words: also time each transcript's words by m_A's CTC alignment (one more m_A forward per batch).
         Returns one {task: Decoded} per waveform.
         """
         d = decoding or self.decoding
@@ -237,6 +265,8 @@ class Transcriber:
                 caps = [min(c, d.max_new_tokens) for c in self.speech.task_caps("transcribe", caps)]
                 results = [self._transcript_of(r, tasks, cap, states.select([i]) if alignments else None)
                            for i, (r, cap) in enumerate(zip(results, caps))]
+            if words and "transcribe" in tasks:
+                self._words(audio, lens, results)
         return results
 
     def _transcript_of(self, result: dict[str, Decoded], tasks: Sequence[str], cap: int,
@@ -292,6 +322,7 @@ class Transcriber:
         errors: str = "raise",
         progress: bool = False,
         alignments: bool = False,
+        words: bool = False,
         **decoding: Any,
     ) -> Iterator[FileResult]:
         """Like `transcribe`, but yields a `FileResult` per file, in input order, as soon as it is done."""
@@ -302,6 +333,10 @@ class Transcriber:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         seg = segmentation or SegmentOptions()
         d = self.decoding_for(seg.max_segment, **decoding)
+        if words:
+            if "transcribe" not in tasks:
+                raise ValueError("word timestamps time the transcript's words: use task 'transcribe' or 'both'")
+            self.ctc_model()  # no CTC head: fail before any audio is read
         from tqdm import tqdm
 
         bar = tqdm(total=0, unit="s", desc="audio decoded", disable=not progress, dynamic_ncols=True,
@@ -315,14 +350,14 @@ class Transcriber:
                 bar.total += item.duration if item.ok else 0.0
                 bar.refresh()
                 if sum(len(f.segments) for f in pool) >= batch_size * POOL_BATCHES:
-                    yield from self._run_pool(pool, tasks, d, batch_size, alignments, bar)
+                    yield from self._run_pool(pool, tasks, d, batch_size, alignments, words, bar)
                     pool = []
-            yield from self._run_pool(pool, tasks, d, batch_size, alignments, bar)
+            yield from self._run_pool(pool, tasks, d, batch_size, alignments, words, bar)
         finally:
             bar.close()
 
     def _run_pool(self, pool: list[FileResult], tasks: tuple[str, ...], d: DecodeConfig, batch_size: int,
-                  alignments: bool, bar: Any) -> Iterator[FileResult]:
+                  alignments: bool, words: bool, bar: Any) -> Iterator[FileResult]:
         """Decode every segment of the pooled files, longest first (similar lengths share a batch, and memory
         trouble shows on the first batch), then hand the files back in input order."""
         jobs = [(f, k) for f in pool if f.ok for k in range(len(f.segments))]
@@ -333,7 +368,7 @@ class Transcriber:
             f.outputs = [{} for _ in f.segments]
         for batch in chunks(jobs, batch_size):
             waves = [f.wave[f.segments[k].start : f.segments[k].end] for f, k in batch]  # type: ignore[index]
-            for (f, k), out in zip(batch, self.decode(waves, tasks, d, alignments=alignments)):
+            for (f, k), out in zip(batch, self.decode(waves, tasks, d, alignments=alignments, words=words)):
                 f.outputs[k] = out
             bar.update(sum(f.segments[k].duration * share[id(f)] for f, k in batch))
         for f in pool:
@@ -349,6 +384,7 @@ class Transcriber:
         segmentation: SegmentOptions | None = None,
         errors: str = "raise",
         progress: bool = False,
+        words: bool = False,
         **decoding: Any,
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Transcribe and/or translate one file (→ a dict) or several (→ a list of dicts, in order).
@@ -357,7 +393,8 @@ class Transcriber:
         "end", "text", "translation"}], "warnings"}` (seconds; None for a task not run).
         task: "transcribe", "translate" or "both". batch_size: segments decoded together.
         segmentation: how long audio is cut (`SegmentOptions`). errors: "raise" stops at the first unusable
-        file (`AudioError`); "report" gives that file `{"path", "error", ...}` and goes on.
+        file (`AudioError`); "report" gives that file `{"path", "error", ...}` and goes on. words: each segment
+        also gets `"words": [{"word", "start", "end"}]`, the transcript's words timed by m_A's CTC alignment.
         decoding: DecodeConfig fields, e.g. beam_size=4, no_repeat_ngram_size=3, repetition_penalty=1.2,
         max_tokens_per_second=8.0 (defaults: the run's recipe).
         """
@@ -365,7 +402,7 @@ class Transcriber:
         paths = [audio] if single else list(audio)  # type: ignore[list-item]
         results = [r.to_dict() for r in self.transcribe_iter(
             paths, task, batch_size=batch_size, segmentation=segmentation, errors=errors, progress=progress,
-            **decoding)]
+            words=words, **decoding)]
         return results[0] if single else results
 
 
