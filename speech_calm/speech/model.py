@@ -130,6 +130,12 @@ class SpeechModel:
             ids.add(self._marker_start)
         return torch.tensor(sorted(ids | set(self.eos_ids)))
 
+    def split_characters(self, texts: Sequence[str]) -> list[str]:
+        """The characters of `texts` that the anchor's vocabulary writes as several tokens. With `char_targets`
+        a transcript is still written (a character as its pieces), but the offset prior counts the characters
+        each token writes, and a piece of a character (a byte) counts as one: the count drifts there."""
+        return sorted({ch for text in texts for ch in text if not ch.isspace() and len(self._ids(ch)) > 1})
+
     def prompt_ids(self, task: str) -> list[int]:
         if task not in self._prompts:
             raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")

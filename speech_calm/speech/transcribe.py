@@ -195,13 +195,12 @@ class Transcriber:
                         tower_outputs={TOWER: states})
 
     def ctc_model(self) -> Any:
-        """m_A with its CTC head (`ctc_logits`, `vocab`, `frame_rate_hz`), for word timestamps; a clear error
-        for a tower without one."""
+        """m_A with its CTC head (`ctc_logits`, `vocab`), for word timestamps; a clear error for a tower
+        without one."""
         tower = getattr(self.speech.tower, "tower", self.speech.tower)  # under CTC compression: the tower read
-        if not all(hasattr(tower, a) for a in ("ctc_logits", "vocab", "frame_rate_hz")):
+        if getattr(tower, "ctc_head", None) is None or getattr(tower, "vocab", None) is None:
             raise ValueError(f"word timestamps come from m_A's CTC alignment, and this run's m_A "
-                             f"({type(tower).__name__}) has no CTC head here; train m_A with the encoder stage "
-                             f"(encoder.source: conformer)")
+                             f"({type(tower).__name__}) has no CTC head here; train m_A with the encoder stage")
         return tower
 
     def _words(self, audio: torch.Tensor, lens: torch.Tensor, results: list[dict[str, Decoded]]) -> None:
@@ -212,9 +211,9 @@ class Transcriber:
         logits, frames = ctc.ctc_logits(audio.to(self.device), lens.to(self.device))  # (B, S, V), (B,)
         log_probs = logits.float().log_softmax(-1)
         for i, result in enumerate(results):
-            text = result["transcribe"].text
-            result["transcribe"].words = word_times(log_probs[i, : int(frames[i])], 1 / ctc.frame_rate_hz,
-                                                    ctc.vocab.encode(text), text)
+            text, n = result["transcribe"].text, int(frames[i])
+            seconds = float(lens[i]) / SAMPLE_RATE / max(n, 1)  # one frame's time (the frames span the audio)
+            result["transcribe"].words = word_times(log_probs[i, :n], seconds, ctc.vocab.encode(text), text)
 
     @torch.no_grad()
     def decode(self, waves: Sequence[np.ndarray], tasks: Sequence[str], decoding: DecodeConfig | None = None,

@@ -23,6 +23,7 @@ from speech_calm.core.checkpoint import load_tensors, save_tensors
 from speech_calm.core.tower import AugmentingTower, TowerOutput
 from speech_calm.towers.conformer import MODEL_TYPE, ConformerEncoder, ctc_greedy_decode
 from speech_calm.towers.hf import HFSpeechTower
+from speech_calm.towers.load import HEAD_NAME, VOCAB_NAME, load_speech_tower
 from speech_calm.towers.vocab import BLANK_ID, CharVocab
 
 
@@ -91,9 +92,6 @@ class CTCCompressedTower(AugmentingTower):
         return compress_runs(out, labels)
 
 
-HEAD_NAME = "ctc_head.safetensors"
-
-VOCAB_NAME = "vocab.json"
 
 
 class HFCTCEncoder(nn.Module):
@@ -135,8 +133,6 @@ class HFCTCEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> HFCTCEncoder:
-        from speech_calm.towers.load import load_speech_tower
-
         directory = Path(directory)
         tower = load_speech_tower(str(directory), device)
         model = cls(tower, CharVocab.load(directory / VOCAB_NAME))  # type: ignore[arg-type]

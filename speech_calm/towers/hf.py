@@ -53,6 +53,10 @@ class HFSpeechTower(AugmentingTower):
 
     def __init__(self, model: nn.Module, feature_extractor: Any) -> None:
         super().__init__()
+        # set when the encoder stage trained this encoder with CTC (`towers.load.load_speech_tower` attaches
+        # them): what CTC compression and word timestamps read
+        self.ctc_head: nn.Linear | None = None
+        self.vocab: Any = None
         if getattr(model.config, "is_encoder_decoder", False):
             model = model.get_encoder()  # Whisper: keep the encoder only
         self.model = getattr(model, "base_model", model)
@@ -94,6 +98,14 @@ class HFSpeechTower(AugmentingTower):
             out_lens = torch.ceil(in_lens.float() * s_out / in_mask.shape[-1]).long()
         mask = torch.arange(s_out, device=audio.device)[None, :] < out_lens.to(audio.device)[:, None]
         return TowerOutput(states, mask)
+
+
+    def ctc_logits(self, audio: torch.Tensor, audio_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """audio (B, T), audio_lens (B,) → CTC logits (B, S, V) of the last layer, frames (B,)."""
+        if self.ctc_head is None:
+            raise ValueError("this speech encoder has no CTC head: train it with the encoder stage first")
+        out = self(audio, audio_lens)
+        return self.ctc_head(out.hidden_states[-1]), out.mask.sum(-1)
 
 
 def _pad_cat(outputs: list[TowerOutput]) -> TowerOutput:

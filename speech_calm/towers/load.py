@@ -21,9 +21,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from speech_calm.core.checkpoint import load_tensors
 from speech_calm.core.tower import AugmentingTower
 from speech_calm.schema import ConfigError
 from speech_calm.towers.hf import HFSpeechTower, HFTextTower
+from speech_calm.towers.vocab import CharVocab
+
+HEAD_NAME = "ctc_head.safetensors"  # an HF encoder's CTC head, saved beside it by the encoder stage
+VOCAB_NAME = "vocab.json"  # its labels
 
 
 @dataclass
@@ -158,6 +163,12 @@ def load_speech_tower(
                 raise ConfigError(_not_speech(where)) from e
             raise OSError(_unreachable(source, e)) from e
         tower = HFSpeechTower(model, fe)
+        head = Path(where) / HEAD_NAME
+        if head.is_file():  # trained by the encoder stage: its CTC head and labels come along
+            vocab = CharVocab.load(Path(where) / VOCAB_NAME)
+            tower.ctc_head = nn.Linear(tower.hidden_size, len(vocab))
+            tower.ctc_head.load_state_dict(load_tensors(head))
+            tower.vocab = vocab
     tower.requires_grad_(False).eval().to(device=device, dtype=torch_dtype)
     return tower
 

@@ -9,6 +9,8 @@ import pytest
 from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
 
 import speech_calm
+from speech_calm.evaluate import main as evaluate_main
+from speech_calm.infer import main as infer_main
 from speech_calm.training.loop import run
 from speech_calm.training.recipe import load_recipe
 from tests import tiny
@@ -49,6 +51,7 @@ def test_large_recipe_architectures_run_tiny(tmp_path: Path) -> None:
     overrides = [
         f"encoder.source={tmp_path / 'w2v_bert'}", f"compose.anchor.source={tmp_path / 'llama'}",
         "compose.anchor.dtype=float32", "compose.tower.dtype=float32", "device=cpu",
+        "compose.bridge.pairs=[[3, 0], [3, 1]]",  # the recipe's pairs, for 4 m_A layers and 2 anchor layers
         *(f"encoder.train.{k}={v}" for k, v in small_train.items()),
         *(f"compose.train.{k}={v}" for k, v in small_train.items()),
     ]
@@ -58,6 +61,18 @@ def test_large_recipe_architectures_run_tiny(tmp_path: Path) -> None:
     run_dir = run(large)
     assert (run_dir / "encoder" / "model" / "ctc_head.safetensors").is_file()
     assert (run_dir / "compose" / "bridges.safetensors").is_file()
+    # the demo's composition settings, on the HF m_A: CTC compression reads the head the encoder stage saved
+    assert large.compose.compress == "ctc" and large.compose.bridge.offset_bias and large.compose.chain_translation
+    test = ws / "data" / "test.jsonl"
+    assert evaluate_main([str(run_dir), str(test), "--limit", "2", "--quiet"]) == 0
+    report = json.loads((run_dir / "eval" / "test.json").read_text())
+    assert {"cer", "chrf"} <= set(report["metrics"])
+    audio = str(ws / "data" / json.loads(test.read_text().splitlines()[0])["audio"])
+    out = tmp_path / "subs"
+    assert infer_main([str(run_dir), audio, "--format", "srt", "json", "--word-timestamps", "--out", str(out),
+                       "--quiet", "--device", "cpu"]) == 0
+    result = json.loads((out / (Path(audio).stem + ".json")).read_text())
+    assert result["text"] is not None and all("words" in seg for seg in result["segments"])
     # what ran has the architectures the recipe names: the saved m_A and the anchor the composition loaded
     built = {recipe.encoder.source: json.loads((run_dir / "encoder" / "model" / "config.json").read_text())["model_type"],
              recipe.compose.anchor.source: speech_calm.load(run_dir, device="cpu").speech.model.anchor.config.model_type}

@@ -87,6 +87,12 @@ class ComposeStage(Stage):
         self.positions: list[torch.Tensor] | None = None
         if cfg.cache_tower_states:
             self.states, self.positions = self._tower_states(self.train)
+        split = self.speech.split_characters([u.text for u in self.train]) if cfg.char_targets else []
+        if split and self.rt.is_main:
+            print(f"[compose] warning: the anchor writes {len(split)} character(s) of the training transcripts as "
+                  f"several tokens ({''.join(split[:10])}...): transcripts are written as their pieces"
+                  + ("; the offset prior's character count drifts there" if cfg.bridge.offset_bias else ""),
+                  flush=True)
         if self.rt.is_main:
             n_train = sum(p.numel() for _, p in model.trainable_parameters())
             n_anchor = sum(p.numel() for p in model.anchor.parameters())
