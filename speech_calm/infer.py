@@ -116,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
                    help=">1 discourages tokens already generated (default: the recipe's)")
     p.add_argument("--max-tokens-per-second", type=float, default=None, metavar="F",
                    help="cap on output tokens per second of audio (default: the recipe's)")
+    p.add_argument("--no-draft", action="store_true",
+                   help="decode token by token instead of verifying m_A's CTC transcript as a draft (same output, "
+                        "more anchor forwards; for checking)")
+    p.add_argument("--ctc-weight", type=float, default=None, metavar="W",
+                   help="mix m_A's CTC prefix scores into the transcript's search with weight W in [0, 1) "
+                        "(joint CTC/attention decoding; default: the recipe's decoding.ctc_weight)")
     p.add_argument("--max-segment", type=float, default=SegmentOptions.max_segment, metavar="S",
                    help=f"longest segment in seconds (default {SegmentOptions.max_segment:g})")
     p.add_argument("--min-silence", type=float, default=SegmentOptions.min_silence, metavar="S",
@@ -150,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             check_alignable(model.speech)
         overrides = {"beam_size": args.beam, "no_repeat_ngram_size": args.no_repeat_ngram,
                      "repetition_penalty": args.repetition_penalty,
-                     "max_tokens_per_second": args.max_tokens_per_second}
+                     "max_tokens_per_second": args.max_tokens_per_second, "ctc_weight": args.ctc_weight,
+                     "draft": False if args.no_draft else None}
         model.decoding_for(seg.max_segment, **overrides)  # bad settings fail here, before any audio is read
         if args.word_timestamps or args.word_level:
             if args.task == "translate":

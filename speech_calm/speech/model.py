@@ -95,11 +95,12 @@ class SpeechModel:
         self._head = output_head(model.anchor)
         self._script_vocab = self._closed_vocab() if cfg.script_vocab else None
         self._chars: CharacterCount | None = None
+        self._pieces: list[str] | None = None
         if cfg.bridge.type == "cross_attention" and cfg.bridge.offset_bias is not None:
             # characters each token writes (special tokens none); targets start with a space m_A's transcript
             # lacks, so the count starts at -1
-            pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=True)
-            self._chars = CharacterCount(torch.tensor([len(p) for p in pieces], dtype=torch.float32), start=-1)
+            lengths = torch.tensor([len(p) for p in self.pieces()], dtype=torch.float32)
+            self._chars = CharacterCount(lengths, start=-1)
             model.context_counter = self._chars
 
     @property
@@ -166,6 +167,22 @@ class SpeechModel:
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def token_ids(self, text: str) -> list[int]:
+        """The anchor's tokens of `text` (no special tokens)."""
+        return self._ids(text)
+
+    @property
+    def transcript_end(self) -> int:
+        """The token that ends a chained row's transcript: the English marker's first token."""
+        return self._marker_start
+
+    def pieces(self) -> list[str]:
+        """The text each anchor token writes alone ("" for special tokens), by token id; decoded once."""
+        if self._pieces is None:
+            ids = [[i] for i in range(len(self.tokenizer))]
+            self._pieces = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return self._pieces
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
@@ -254,8 +271,11 @@ class SpeechModel:
             # a chained translation: characters until the English marker begins, then any token
             allowed = tuple(self._script_vocab.tolist())
             until = self._marker_start if task == "translate" else None
+        # m_A's CTC scores judge transcripts: a transcribe search, or a chained row up to its English
+        weight = getattr(d, "ctc_weight", 0.0) if task == "transcribe" or self.cfg.chain_translation else 0.0
         return DecodingOptions(
             **d.search(), eos_token_ids=eos, pad_token_id=self.pad_id, allowed_token_ids=allowed, allowed_until=until,
+            scorer_weight=weight,
         )
 
     @torch.no_grad()

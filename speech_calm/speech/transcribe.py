@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from speech_calm.core.batch import chunks
-from speech_calm.core.decoding import generate
+from speech_calm.core.decoding import DecodeStats, generate
 from speech_calm.core.tower import TowerOutput
 from speech_calm.speech.audio import (
     AUDIO_EXTENSIONS,
@@ -43,9 +43,12 @@ from speech_calm.speech.audio import (
 )
 from speech_calm.speech.config import DecodeConfig
 from speech_calm.speech.data import pad_waves
+from speech_calm.speech.guidance import ctc_scorer, ctc_transcripts, draft_ids, guides_task
+from speech_calm.speech.indic import language_script
 from speech_calm.speech.model import TASKS, TOWER, SpeechModel, token_caps
 from speech_calm.speech.repetition import loop_size, looped
 from speech_calm.speech.segment import Segment, SegmentOptions, find_segments
+from speech_calm.towers.ctc import ctc_outputs
 
 __all__ = ["Decoded", "FileResult", "Transcriber"]
 
@@ -160,6 +163,7 @@ class Transcriber:
         self.language = recipe.compose.language
         self.decoding = recipe.compose.decoding
         self.min_samples = max(int(getattr(speech.tower, "min_samples", 0)), int(MIN_AUDIO_SECONDS * SAMPLE_RATE))
+        self.stats = DecodeStats()  # what the searches cost, summed over calls (benchmarks reset it)
 
     @property
     def device(self) -> torch.device:
@@ -181,6 +185,9 @@ class Transcriber:
         d = replace(self.decoding, **{k: v for k, v in overrides.items() if v is not None})
         if d.beam_size < 1 or d.max_tokens_per_second <= 0 or d.repetition_penalty <= 0 or d.no_repeat_ngram_size < 0:
             raise ValueError(f"invalid decoding settings: {d}")
+        if not 0.0 <= d.ctc_weight < 1.0:
+            raise ValueError(f"ctc_weight mixes m_A's CTC scores with the anchor's: give a weight in [0, 1), "
+                             f"not {d.ctc_weight}")
         if overrides.get("max_new_tokens") is None:
             longest = max(self.speech.task_caps(t, token_caps([longest_seconds], d))[0] for t in TASKS)
             d = replace(d, max_new_tokens=max(d.max_new_tokens, longest))
@@ -188,11 +195,30 @@ class Transcriber:
 
     # ------------------------------------------------------------------------------------------ batches
 
-    def _search(self, task: str, states: TowerOutput, caps: list[int], d: DecodeConfig) -> list[list[int]]:
+    def _search(self, task: str, states: TowerOutput, caps: list[int], d: DecodeConfig,
+                guide: _Guide | None = None, rows: list[int] | None = None) -> list[list[int]]:
+        """One search for `task` over m_A's `states`, with the drafts and CTC scores of `guide`'s `rows` (default
+        all) when the settings `d` ask for them."""
         n = states.mask.shape[0]
         ids = torch.tensor([self.speech.prompt_ids(task)] * n, device=self.device)
-        return generate(self.speech.model, ids, None, None, self.speech.options(d, task), max_new_tokens=caps,
-                        tower_outputs={TOWER: states})
+        options = self.speech.options(d, task)
+        drafts, scorer = None, None
+        if guide is not None:
+            rows = rows if rows is not None else list(range(n))
+            if d.draft and options.beam_size == 1:
+                drafts = guide.drafts(task, rows)
+            if options.scorer_weight > 0:
+                scorer = guide.scorer(task, rows)
+        return generate(self.speech.model, ids, None, None, options, max_new_tokens=caps,
+                        tower_outputs={TOWER: states}, drafts=drafts, scorer=scorer, stats=self.stats)
+
+    def _guide(self, logits: torch.Tensor | None, frames: torch.Tensor | None, d: DecodeConfig) -> _Guide | None:
+        """m_A's CTC output for the searches (`speech.guidance`), when the settings use it and m_A has a head."""
+        tower = getattr(self.speech.tower, "tower", self.speech.tower)  # under CTC compression: the tower read
+        vocab = getattr(tower, "vocab", None)
+        if logits is None or frames is None or vocab is None or not (d.draft or d.ctc_weight > 0):
+            return None
+        return _Guide(self.speech, logits, frames, vocab)
 
     def ctc_model(self) -> Any:
         """m_A with its CTC head (`ctc_logits`, `vocab`), for word timestamps; a clear error for a tower
@@ -203,12 +229,16 @@ class Transcriber:
                              f"({type(tower).__name__}) has no CTC head here; train m_A with the encoder stage")
         return tower
 
-    def _words(self, audio: torch.Tensor, lens: torch.Tensor, results: list[dict[str, Decoded]]) -> None:
-        """Each transcript's word timestamps (`Decoded.words`, seconds from the segment's start)."""
+    def _words(self, audio: torch.Tensor, lens: torch.Tensor, results: list[dict[str, Decoded]],
+               ctc_logits: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Each transcript's word timestamps (`Decoded.words`, seconds from the segment's start), from m_A's CTC
+        logits (B, S, V) and frames (B,) when already computed."""
         from speech_calm.speech.words import word_times
 
         ctc = self.ctc_model()
-        logits, frames = ctc.ctc_logits(audio.to(self.device), lens.to(self.device))  # (B, S, V), (B,)
+        if ctc_logits is None:
+            ctc_logits = ctc.ctc_logits(audio.to(self.device), lens.to(self.device))
+        logits, frames = ctc_logits
         log_probs = logits.float().log_softmax(-1)
         for i, result in enumerate(results):
             text, n = result["transcribe"].text, int(frames[i])
@@ -231,13 +261,15 @@ class Transcriber:
         caps = token_caps((lens.double() / SAMPLE_RATE).tolist(), d)
         results: list[dict[str, Decoded]] = [{} for _ in waves]
         with self._autocast():
-            states = self.speech.tower(audio.to(self.device), lens.to(self.device))  # once for every task
+            # once for every task: m_A's states, and its CTC logits for drafts, CTC scores and word times
+            states, logits, frames = ctc_outputs(self.speech.tower, audio.to(self.device), lens.to(self.device))
+            guide = self._guide(logits, frames, d)
             shared = self.speech.shared_search(tasks)
             for task in tasks:
                 if shared and task == "transcribe":
                     continue  # read off the translation's search below
                 task_caps = [min(c, d.max_new_tokens) for c in self.speech.task_caps(task, caps)]
-                seqs = self._search(task, states, task_caps, d)
+                seqs = self._search(task, states, task_caps, d, guide)
                 said = [self.speech.decode(s) for s in seqs]  # all of it: a chained output loops in its transcript
                 redone, n = set(), 0
                 loops = [i for i, t in enumerate(said) if looped(t)] if fallback else []
@@ -246,7 +278,8 @@ class Transcriber:
                     # syllable (9-grams let it run on with variations); the result is kept only if it loops less
                     n = min(d.no_repeat_ngram_size or FALLBACK_NO_REPEAT_NGRAM, FALLBACK_NO_REPEAT_NGRAM)
                     strict = replace(d, no_repeat_ngram_size=n)
-                    again = self._search(task, states.select(loops), [task_caps[i] for i in loops], strict)
+                    again = self._search(task, states.select(loops), [task_caps[i] for i in loops], strict, guide,
+                                         loops)
                     for i, seq in zip(loops, again):
                         text = self.speech.decode(seq)
                         if loop_size(text) < loop_size(said[i]):
@@ -265,7 +298,7 @@ class Transcriber:
                 results = [self._transcript_of(r, tasks, cap, states.select([i]) if alignments else None)
                            for i, (r, cap) in enumerate(zip(results, caps))]
             if words and "transcribe" in tasks:
-                self._words(audio, lens, results)
+                self._words(audio, lens, results, (logits, frames) if logits is not None else None)
         return results
 
     def _transcript_of(self, result: dict[str, Decoded], tasks: Sequence[str], cap: int,
@@ -403,6 +436,30 @@ class Transcriber:
             paths, task, batch_size=batch_size, segmentation=segmentation, errors=errors, progress=progress,
             words=words, **decoding)]
         return results[0] if single else results
+
+
+class _Guide:
+    """One batch's m_A CTC output, made into each task's drafts and prefix scorer on demand."""
+
+    def __init__(self, speech: SpeechModel, logits: torch.Tensor, frames: torch.Tensor, vocab: Any) -> None:
+        self.speech, self.logits, self.frames, self.vocab = speech, logits, frames, vocab
+        self._texts: list[str] | None = None
+
+    def texts(self) -> list[str]:
+        """m_A's greedy CTC transcripts, in the run's script."""
+        if self._texts is None:
+            self._texts = ctc_transcripts(self.logits, self.frames, self.vocab, language_script(self.speech.language))
+        return self._texts
+
+    def drafts(self, task: str, rows: list[int]) -> list[list[int]] | None:
+        if not guides_task(self.speech, task):
+            return None
+        texts = self.texts()
+        return [draft_ids(self.speech, texts[i], task) for i in rows]
+
+    def scorer(self, task: str, rows: list[int]) -> Any:
+        index = torch.tensor(rows, device=self.logits.device)
+        return ctc_scorer(self.speech, self.logits[index], self.frames[index], task, self.vocab)
 
 
 def _widen(seg: Segment, min_samples: int, total: int) -> Segment:

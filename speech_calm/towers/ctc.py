@@ -87,10 +87,26 @@ class CTCCompressedTower(AugmentingTower):
         return None  # positions are runs of frames, not fixed-rate frames
 
     def forward(self, *args: Any, **kwargs: Any) -> TowerOutput:
-        out = self.tower(*args, **kwargs)
-        labels = self.tower.ctc_head(out.hidden_states[-1]).argmax(-1)  # (B, S)
-        return compress_runs(out, labels)
+        return self.with_logits(*args, **kwargs)[0]
 
+    def with_logits(self, *args: Any, **kwargs: Any) -> tuple[TowerOutput, torch.Tensor, torch.Tensor]:
+        """The compressed states, and the CTC logits (B, S, V) and real frames (B,) they were compressed by."""
+        out = self.tower(*args, **kwargs)
+        logits = self.tower.ctc_head(out.hidden_states[-1])  # (B, S, V)
+        return compress_runs(out, logits.argmax(-1)), logits, out.mask.sum(-1)
+
+
+def ctc_outputs(tower: AugmentingTower, audio: torch.Tensor,
+                audio_lens: torch.Tensor) -> tuple[TowerOutput, torch.Tensor | None, torch.Tensor | None]:
+    """m_A's states as the bridges read them, with its CTC logits (B, S, V) and real frames (B,) from the same
+    forward; (states, None, None) for a tower without a CTC head."""
+    if isinstance(tower, CTCCompressedTower):
+        return tower.with_logits(audio, audio_lens)
+    out = tower(audio, audio_lens)
+    head = getattr(tower, "ctc_head", None)
+    if head is None:
+        return out, None, None
+    return out, head(out.hidden_states[-1]), out.mask.sum(-1)
 
 
 

@@ -199,7 +199,7 @@ def test_a_chained_output_looping_in_its_transcript_is_decoded_again(monkeypatch
     done = speech.target_ids(speech.training_target("translate", "నా పేరు రాము", "My name is Ramu."), "translate")
     calls = []
 
-    def first_call_loops(self, task, states, caps, d):  # noqa: ANN001, ANN202
+    def first_call_loops(self, task, states, caps, d, guide=None, rows=None):  # noqa: ANN001, ANN202
         calls.append(d.no_repeat_ngram_size)  # the model's own searches stand in for these two outputs
         return [list(loop if len(calls) == 1 else done[:-1]) for _ in range(states.mask.shape[0])]
 
