@@ -109,8 +109,8 @@ def test_festival_telugu_voice_when_installed() -> None:
 
 
 def test_shards_are_deterministic_and_vaani_like() -> None:
-    speakers = plan_speakers("telugu", 8, seed=0, use_festival=False)
-    assert plan_speakers("telugu", 8, seed=0, use_festival=False) == speakers
+    speakers = plan_speakers("telugu", 8, seed=0)
+    assert plan_speakers("telugu", 8, seed=0) == speakers
     assert len({s.voice for s in speakers}) == 8 and {s.gender for s in speakers} == {"Male", "Female"}
     items = synthesize_shard("telugu", 0, list(range(16)), speakers, 1)
     Espeak.instance().synthesize("ఇంకేదో", speakers[3].voice)  # whatever was spoken before must not matter
@@ -128,7 +128,7 @@ def test_shards_are_deterministic_and_vaani_like() -> None:
 
 def test_junk_rows_exercise_every_filter(tmp_path: Path) -> None:
     """Each kind of bad synthetic row is dropped by the real pipeline under the matching reason."""
-    speakers = plan_speakers("telugu", 3, seed=0, use_festival=False)
+    speakers = plan_speakers("telugu", 3, seed=0)
     items = synthesize_shard("telugu", 0, [0, 1, 2], speakers, 1)
     good = [it["row"] for it in items if not it["junk"]]
     rng = np.random.default_rng(0)
