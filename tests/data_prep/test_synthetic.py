@@ -192,6 +192,11 @@ def test_tiny_synthetic_corpus_end_to_end(tmp_path: Path) -> None:
         overlap = stats["overlap_with_train"][split]
         assert overlap["sentences_in_train"] == overlap["utterances_in_train"] == 0 and overlap["sentences"] > 0
     assert stats["synthetic"]["languages"]["telugu"]["heldout_slot_values"]["name"] > 0
+    # every utterance says the sentence of its index in its speaker's partition (held out for dev/test)
+    for split, rs in man.items():
+        part = "train" if split == "train" else "heldout"
+        for r in rs:
+            assert r["text"] == sentence_for("telugu", int(r["id"].rsplit("_", 1)[1]), 0, part).text, r["id"]
     records = [r for rs in man.values() for r in rs]
     assert all(r["translation"] and r["source"] == "synthetic" and r["language"] == "telugu" for r in records)
     assert stats["total"]["hours"] == pytest.approx(0.01, abs=0.003)
@@ -231,7 +236,8 @@ def test_festival_voice_is_a_heldout_test_set_only(tmp_path: Path) -> None:
     """With festival installed, tts=auto adds the test sentences in festival's NSK voice as test_festival.jsonl;
     no train, dev or test utterance is spoken by festival."""
     out = tmp_path / "te"
-    stats = prepare("synthetic", out, ["telugu"], hours=0.01, seed=0, num_workers=1, tts="auto", progress=False)
+    # 0.02 h: 6 speakers, so a festival voice among the training speakers (once every 4th) would show
+    stats = prepare("synthetic", out, ["telugu"], hours=0.02, seed=0, num_workers=1, tts="auto", progress=False)
     made = stats["synthetic"]["languages"]["telugu"][FESTIVAL_SPLIT]
     assert made["made"] and made["rows"] > 0
     man = {s: [json.loads(x) for x in (out / f"{s}.jsonl").read_text().splitlines()]
