@@ -17,12 +17,20 @@ loanwords are written the Vaani way in ``raw``: native spelling followed by ``{e
 
 This module is a pure library: no audio, no I/O.  ``generate_sentences(language, n, seed)`` is
 deterministic, and prefix-stable (the first k sentences of n are the k sentences of k).
+
+Held-out partition (``partition_of``, ``sentence_for``): per (language, seed), about a fifth of every
+slot list (names, towns, numbers, objects, foods, ...) is held out, and a sentence is *held out* when it
+uses any held-out value or when a stable hash of its text falls in a small bucket (so that held-out
+sentences also exist over seen values, and fixed phrases split too).  The synthetic speech corpus gives
+train speakers only train-partition sentences and dev/test speakers only held-out ones, so its test
+set measures generalisation to unseen sentences and unseen words, not recall of the training set.
 """
 
 from __future__ import annotations
 
 import random
 import re
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,6 +44,11 @@ __all__ = [
     "TRANSLATED_LANGUAGES",
     "generate_sentences",
     "sentence_at",
+    "sentence_for",
+    "partition_of",
+    "heldout_values",
+    "heldout_tokens",
+    "PARTITIONS",
     "lexicon",
     "templates",
     "vocabulary",
@@ -55,7 +68,8 @@ class Sentence:
     language: lower-case English name; raw: Vaani-style transcript (loanwords followed by
     ``{english}``), without event tags; text: the normalised ASR target (``normalize(raw)``);
     spoken: what a TTS engine should read (raw without glosses, punctuation kept for prosody);
-    translation: English (Telugu only, else None); template: the template id it came from.
+    translation: English (Telugu only, else None); template: the template id it came from;
+    values: the native slot values it was filled with (``(category, word)`` pairs, in slot order).
     """
 
     language: str
@@ -64,6 +78,7 @@ class Sentence:
     spoken: str
     translation: str | None
     template: str
+    values: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -437,14 +452,17 @@ def vocabulary(language: str) -> frozenset[str]:
         for match in _SLOT_RE.finditer(t.native):
             form = match.group(3)
             for w in cats[match.group(1)]:
-                if form == "pl":
-                    text = w.pl or w.native
-                elif form in ("loc", "dat"):
-                    text = _telugu_suffix(w.native, form)
-                else:
-                    text = w.native
-                words.update(normalize(text).split())
+                words.update(normalize(_form(w, form)).split())
     return frozenset(words)
+
+
+def _form(word: Word, form: str | None) -> str:
+    """The native text of ``word`` in a template form (plural, Telugu locative/dative, or as is)."""
+    if form == "pl":
+        return word.pl or word.native
+    if form in ("loc", "dat"):
+        return _telugu_suffix(word.native, form)
+    return word.native
 
 
 # ----------------------------------------------------------------------------- rendering templates
@@ -533,18 +551,114 @@ def _render(template: Template, language: str, rng: random.Random) -> Sentence:
         spoken=strip_annotations(raw).replace(_ZWNJ, ""),
         translation=translation,
         template=template.id,
+        values=tuple((_SLOT_RE.fullmatch("$" + key).group(1), w.native) for key, w in chosen.items()),
     )
 
 
-def sentence_at(language: str, index: int, seed: int = 0) -> Sentence:
-    """The ``index``-th sentence of the stream for (``language``, ``seed``)."""
-    language = language.lower()
+def _sentence(language: str, key: str) -> Sentence:
     table = templates(language)
     # A string seed is hashed with SHA-512 by `random`, so this is stable across runs and machines
-    # (unlike hash()), and each index is independent of every other.
-    rng = random.Random(f"sentences/{language}/{seed}/{index}")
+    # (unlike hash()), and each key is independent of every other.
+    rng = random.Random(key)
     template = rng.choices(table, weights=[t.weight for t in table], k=1)[0]
     return _render(template, language, rng)
+
+
+def sentence_at(language: str, index: int, seed: int = 0) -> Sentence:
+    """The ``index``-th sentence of the stream for (``language``, ``seed``), whatever its partition."""
+    language = language.lower()
+    return _sentence(language, f"sentences/{language}/{seed}/{index}")
+
+
+# ----------------------------------------------------------------------------- held-out partition
+
+PARTITIONS = ("train", "heldout")
+# Share of each slot list held out of train entirely, and of the remaining sentences (over seen values
+# only) held out by a hash of their text.  With 2-3 slots a template sentence then lands in the held-out
+# partition about half the time, so walking the stream for either partition stays cheap.
+HELDOUT_VALUE_FRACTION = 0.2
+HELDOUT_HASH_FRACTION = 0.12
+# Categories whose entries are whole sentences: the hash bucket alone splits them.
+_WHOLE_SENTENCE_CATEGORIES = frozenset({"phrase"})
+
+
+@lru_cache(maxsize=None)
+def heldout_values(language: str, seed: int = 0) -> dict[str, frozenset[str]]:
+    """Category -> the native slot values held out of train for (``language``, ``seed``).
+
+    About :data:`HELDOUT_VALUE_FRACTION` of each slot list (at least one value), drawn with a seeded
+    generator.  Categories that share words (Telugu ``obj`` inside ``item``; numbers in ``num``,
+    ``small`` and ``hour``) share the decision: a word held out in one is held out in all, so it
+    never reaches train through another slot.
+    """
+    language = language.lower()
+    cats = lexicon(language)
+    held: set[str] = set()
+    for name in sorted(cats):
+        if name in _WHOLE_SENTENCE_CATEGORIES:
+            continue
+        words = sorted({w.native for w in cats[name]})
+        k = max(1, round(HELDOUT_VALUE_FRACTION * len(words)))
+        held.update(random.Random(f"heldout/{language}/{seed}/{name}").sample(words, k))
+    return {name: frozenset(w.native for w in cats[name] if w.native in held)
+            for name in sorted(cats) if name not in _WHOLE_SENTENCE_CATEGORIES}
+
+
+def _hash_bucket(language: str, seed: int, text: str) -> float:
+    """A stable number in [0, 1) for a sentence text (crc32, so identical on every machine and run)."""
+    return zlib.crc32(f"{language}/{seed}/{text}".encode()) / 2**32
+
+
+def partition_of(sentence: Sentence, seed: int = 0) -> str:
+    """``"heldout"`` when ``sentence`` uses a held-out slot value or its text hashes into the held-out
+    bucket, else ``"train"``.  Depends on the sentence's text and values only, so the same sentence
+    text is in the same partition wherever it was drawn (dev/test sentences can never occur in train)."""
+    held = heldout_values(sentence.language, seed)
+    if any(word in held.get(cat, ()) for cat, word in sentence.values):
+        return "heldout"
+    return "heldout" if _hash_bucket(sentence.language, seed, sentence.text) < HELDOUT_HASH_FRACTION else "train"
+
+
+def sentence_for(language: str, index: int, seed: int = 0, partition: str = "train") -> Sentence:
+    """The ``index``-th sentence of ``partition`` for (``language``, ``seed``).
+
+    Tries ``sentence_at(language, index, seed)`` first, then further draws keyed by (index, attempt)
+    until one falls in ``partition``: a pure function of its arguments, independent of other indices.
+    """
+    if partition not in PARTITIONS:
+        raise ValueError(f"partition must be one of {PARTITIONS}, got {partition!r}")
+    language = language.lower()
+    for attempt in range(1000):
+        key = f"sentences/{language}/{seed}/{index}" + (f"/{attempt}" if attempt else "")
+        sent = _sentence(language, key)
+        if partition_of(sent, seed) == partition:
+            return sent
+    raise RuntimeError(f"no {partition} sentence for {language} index {index} in 1000 draws")
+
+
+@lru_cache(maxsize=None)
+def heldout_tokens(language: str, seed: int = 0) -> frozenset[str]:
+    """Normalised words that only held-out slot values produce (in any form a template uses).
+
+    Words a kept value, a template's frame or a fixed phrase can also produce are left out (e.g. the
+    number word inside a compound number), so none of these may occur in a train transcript.
+    """
+    language = language.lower()
+    held = {w for ws in heldout_values(language, seed).values() for w in ws}
+    cats = lexicon(language)
+    held_words: set[str] = set()
+    other_words: set[str] = set()
+    for t in templates(language):
+        frame = _CHOICE_RE.sub(lambda m: f"{m.group(1)} {m.group(2)}", t.native)
+        other_words.update(normalize(_SLOT_RE.sub(" ", frame)).split())
+        for match in _SLOT_RE.finditer(t.native):
+            for w in cats[match.group(1)]:
+                words = normalize(_form(w, match.group(3))).split()
+                if match.group(1) in _WHOLE_SENTENCE_CATEGORIES or w.native not in held:
+                    other_words.update(words)
+                else:
+                    held_words.update(words)
+    return frozenset(held_words - other_words)
 
 
 def generate_sentences(language: str, n: int, seed: int = 0, start: int = 0) -> list[Sentence]:

@@ -8,9 +8,9 @@ resampling, duplicate and duration filters, the speaker join, speaker-disjoint s
 
 What is imitated:
 
-* speakers: ~30 per language (fewer for tiny corpora), each an espeak-ng voice variant with its own
-  pitch, pitch range and rate (Telugu: some speakers use festival's NSK diphone voice when
-  installed), and their own "phone": sample rate 8-48 kHz, mono or stereo, noise type and level;
+* speakers: ~60 an hour per language (fewer for tiny corpora), each an espeak-ng voice variant with
+  its own pitch, pitch range and rate, and their own "phone": sample rate 8-48 kHz, mono or stereo,
+  noise type and level;
 * conditions: lead/trail silence, background noise (white, pink, brown, babble-like, mains hum) at an
   SNR of mostly 15-35 dB (10% of clips 5-15 dB), gain, occasional noise bursts and horns that the
   transcript tags as ``<noise>`` / ``<horn>``, some transcripts ending in ``--``;
@@ -21,7 +21,17 @@ What is imitated:
   ``transcript``, ``referenceImage``, ``isTranscriptionAvailable``, plus ``translation`` (English,
   Telugu only; our extension).  Speaker IDs live in separate speaker tables shaped like the main
   dataset (``file_name``, ``speakerID``, ``pincode``, ``speakerImageHash``), so the join is exercised.
-  No official splits are written, so the speaker split runs.
+
+Splits that test generalisation: each speaker gets a split here (speaker-disjoint, ~80/10/10, at least
+one speaker in dev and in test), written in a ``split`` column that the pipeline keeps as an official
+split.  Train speakers speak only sentences of the train partition of ``sentences.py``, dev and test
+speakers only held-out ones: no dev/test sentence occurs in train, and a share of slot values (names,
+towns, numbers, objects ...) is never heard in train at all.
+
+Voices m_A never heard: festival's Telugu NSK voice is never a training voice.  When it is installed
+(and ``tts="auto"``), the Telugu test utterances are spoken a second time by it, each under the same
+recording conditions as its espeak original, as rows of the split ``test_festival``
+(``test_festival.jsonl`` after the pipeline): the same sentences and phones, another voice.
 
 Everything is a pure function of (language, seed, utterance index) and is built in shards that are
 written atomically, so a rerun with the same settings reuses finished shards.
@@ -38,14 +48,14 @@ import shutil
 import zlib
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from data_prep.espeak import Espeak, Festival, Voice
-from data_prep.sentences import SUPPORTED_LANGUAGES, Sentence, sentence_at
+from data_prep.sentences import SUPPORTED_LANGUAGES, Sentence, heldout_values, sentence_for
 from speech_calm.files import atomic_write
 from speech_calm.speech.audio import (
     colored_noise,
@@ -57,9 +67,15 @@ from speech_calm.speech.audio import (
     torch_threads,
 )
 
-__all__ = ["SynthSpeaker", "plan_speakers", "synthesize_shard", "build_mirror", "FORMAT_VERSION"]
+__all__ = ["SynthSpeaker", "plan_speakers", "festival_twins", "synthesize_shard", "build_mirror",
+           "FORMAT_VERSION", "FESTIVAL_SPLIT"]
 
-FORMAT_VERSION = 1
+# 2: speakers carry their split and speak only sentences of its partition; festival only as a test voice.
+FORMAT_VERSION = 2
+# The split (and manifest name) of the held-out voice: test sentences spoken by festival's NSK voice.
+FESTIVAL_SPLIT = "test_festival"
+# Speaker shares; durations follow them (speakers take turns in equal blocks of utterances).
+_SPLIT_SHARES = {"dev": 0.1, "test": 0.1}
 SHARD_SIZE = 48
 JUNK_PROBABILITY = 0.02
 _BAR = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} min of speech [{elapsed}<{remaining}]"
@@ -106,6 +122,7 @@ class SynthSpeaker:
     gain_db: float
     pincode: int
     image_hash: str
+    split: str = "train"  # train, dev, test, or FESTIVAL_SPLIT
 
 
 def _rng(*parts: Any) -> np.random.Generator:
@@ -128,18 +145,33 @@ def plan_size(hours: float) -> tuple[int, int]:
     return n_speakers, block
 
 
-def plan_speakers(language: str, n: int, seed: int, use_festival: bool) -> list[SynthSpeaker]:
-    """``n`` speakers for ``language``, alternating male and female; deterministic for ``seed``."""
+def speaker_splits(language: str, n: int, seed: int) -> list[str]:
+    """The split of each of ``n`` speakers: ~80/10/10 by count (so by duration, as speakers take equal
+    turns), at least one in dev and one in test when n >= 3; which speakers go where is seeded."""
+    if n < 3:
+        return ["train"] * n
+    order = list(range(n))
+    _rng("splits", language, seed).shuffle(order)
+    n_test = max(1, round(_SPLIT_SHARES["test"] * n))
+    n_dev = max(1, round(_SPLIT_SHARES["dev"] * n))
+    out = ["train"] * n
+    for pos, k in enumerate(order[: n_test + n_dev]):
+        out[k] = "test" if pos < n_test else "dev"
+    return out
+
+
+def plan_speakers(language: str, n: int, seed: int) -> list[SynthSpeaker]:
+    """``n`` espeak-ng speakers for ``language``, alternating male and female, each with its split;
+    deterministic for ``seed``.  Festival never speaks for a speaker here (see :func:`festival_twins`)."""
     rng = _rng("speakers", language, seed)
+    splits = speaker_splits(language, n, seed)
     code = ESPEAK_VOICES[language]
     regions = [(s, d) for s, ds in _REGIONS[language] for d in ds]
     rates, weights = zip(*_SAMPLE_RATES)
     speakers = []
     for k in range(n):
         male = k % 2 == 0
-        # One Telugu speaker in four uses festival's voice when it is installed: a second, more
-        # natural-sounding engine makes the corpus less uniform.
-        engine = "festival" if use_festival and language == "telugu" and k % 4 == 3 else "espeak"
+        engine = "espeak"
         variants = _MALE_VARIANTS if male else _FEMALE_VARIANTS
         variant = variants[int(rng.integers(len(variants)))]
         pitch = int(rng.integers(25, 55) if male else rng.integers(50, 85))
@@ -164,8 +196,23 @@ def plan_speakers(language: str, n: int, seed: int, use_festival: bool) -> list[
             gain_db=float(rng.uniform(-9, -1)),
             pincode=int(rng.integers(500001, 535999)),  # fake, and never copied into the manifests
             image_hash=hashlib.sha1(f"{language}/{seed}/{k}".encode()).hexdigest(),
+            split=splits[k],
         ))
     return speakers
+
+
+def festival_twins(speakers: list[SynthSpeaker]) -> list[SynthSpeaker]:
+    """For each test speaker, a speaker with the same phone and prosody settings whose voice is festival's
+    Telugu NSK voice: the held-out voice set differs from the test set in the voice alone."""
+    twins = []
+    for spk in speakers:
+        if spk.split != "test":
+            continue
+        voice = Voice("festival", Festival.VOICE, pitch=spk.voice.pitch, pitch_range=spk.voice.pitch_range,
+                      rate=spk.voice.rate)
+        twins.append(replace(spk, id=spk.id.replace("syn-", "syn-nsk-", 1), voice=voice, split=FESTIVAL_SPLIT,
+                             image_hash=hashlib.sha1(f"nsk/{spk.image_hash}".encode()).hexdigest()))
+    return twins
 
 
 # ------------------------------------------------------------------------------- recording conditions
@@ -253,6 +300,7 @@ def _row(spk: SynthSpeaker, language: str, file_name: str, audio: bytes, transcr
         "referenceImage": f"Images/{template}_{zlib.crc32(file_name.encode()) % 997:03d}.jpg",
         "isTranscriptionAvailable": "Yes",
         "translation": translation,
+        "split": spk.split,
     }
 
 
@@ -280,7 +328,7 @@ def synthesize_shard(language: str, seed: int, indices: list[int], speakers: lis
     plan = []
     for i in indices:
         spk = speakers[(i // block) % len(speakers)]
-        plan.append((i, spk, sentence_at(language, i, seed)))
+        plan.append((i, spk, _sentence_of(language, seed, i, spk)))
     wanted: dict[Voice, list[str]] = {}
     for _, spk, sent in plan:
         wanted.setdefault(spk.voice, []).append(sent.spoken)
@@ -292,10 +340,36 @@ def synthesize_shard(language: str, seed: int, indices: list[int], speakers: lis
         return _render_shard(plan, language, seed, spoken, engine, urdu)
 
 
+def _sentence_of(language: str, seed: int, index: int, spk: SynthSpeaker) -> Sentence:
+    """What utterance ``index`` says: a train-partition sentence for a train speaker, else a held-out one."""
+    return sentence_for(language, index, seed, "train" if spk.split == "train" else "heldout")
+
+
+def synthesize_festival_shard(language: str, seed: int, indices: list[int], speakers: list[SynthSpeaker],
+                              block: int) -> list[dict[str, Any]]:
+    """The held-out voice rows for test utterances ``indices``: each spoken by the festival twin of its
+    speaker, recorded with the same random draws (silence, noise, SNR, gain, tags) as the original."""
+    twins = {spk.id.replace("syn-nsk-", "syn-", 1): spk for spk in festival_twins(speakers)}
+    plan = []
+    for i in indices:
+        spk = speakers[(i // block) % len(speakers)]
+        if spk.id not in twins:
+            raise ValueError(f"utterance {i} is spoken by {spk.id} ({spk.split}), not a test speaker")
+        plan.append((i, twins[spk.id], _sentence_of(language, seed, i, spk)))
+    wanted: dict[Voice, list[str]] = {}
+    for _, spk, sent in plan:
+        wanted.setdefault(spk.voice, []).append(sent.spoken)
+    with Espeak(seed=int(indices[0]) if indices else 0) as engine:
+        spoken = _speak(engine, wanted)
+        items = _render_shard(plan, language, seed, spoken, engine, None)
+    return [it for it in items if not it["junk"]]
+
+
 def _render_shard(plan: list[tuple[int, SynthSpeaker, Sentence]], language: str, seed: int,
                   spoken: dict[tuple[Voice, str], tuple[np.ndarray, int]], engine: Espeak,
-                  urdu: Voice) -> list[dict[str, Any]]:
-    """Record each utterance under its speaker's conditions and add the occasional bad row."""
+                  urdu: Voice | None) -> list[dict[str, Any]]:
+    """Record each utterance under its speaker's conditions and add the occasional bad row (none when
+    ``urdu`` is None)."""
     items: list[dict[str, Any]] = []
     for i, spk, sent in plan:
         rng = _rng("utt", language, seed, i)
@@ -309,7 +383,7 @@ def _render_shard(plan: list[tuple[int, SynthSpeaker, Sentence]], language: str,
         row = _row(spk, language, name, wav, transcript, sent.translation, sent.template)
         items.append({"row": row, "speaker": spk.id, "seconds": audio.shape[0] / spk.sample_rate,
                       "junk": False, "index": i})
-        if rng.random() < JUNK_PROBABILITY:
+        if rng.random() < JUNK_PROBABILITY and urdu is not None:
             junk = _junk_row(_JUNK_KINDS[int(rng.integers(len(_JUNK_KINDS)))], language, spk, i, sent, row,
                              engine, urdu, rng)
             items.append({"row": junk, "speaker": spk.id, "seconds": 0.0, "junk": True, "index": i})
@@ -357,7 +431,7 @@ _FEATURES = {
     "audio": {"_type": "Audio"},
     **{c: {"dtype": "string", "_type": "Value"} for c in (
         "language", "gender", "state", "district", "transcript", "referenceImage",
-        "isTranscriptionAvailable", "translation")},
+        "isTranscriptionAvailable", "translation", "split")},
 }
 
 
@@ -484,11 +558,12 @@ def _build_language(
     from tqdm import tqdm
 
     n_speakers, block = plan_size(hours)
-    speakers = plan_speakers(language, n_speakers, seed, use_festival)
+    speakers = plan_speakers(language, n_speakers, seed)
     by_id = {s.id: s for s in speakers}
     label = language.capitalize()
     target = hours * 3600.0
     total, junk, rows, consumed, next_shard = 0.0, 0, 0, 0, 0
+    test_indices: list[int] = []  # test utterances written, for the held-out voice set
     pending: deque[tuple[int, Future | None]] = deque()
     bar = tqdm(total=round(target / 60, 2), unit="min", desc=f"synthesising {language}",
                disable=not progress, dynamic_ncols=True, mininterval=0.5, bar_format=_BAR)
@@ -522,8 +597,11 @@ def _build_language(
                     seconds += it["seconds"]
                 _write_parquet(mirror / label / f"part-{k:05d}.parquet", [it["row"] for it in items])
                 _write_speaker_table(mirror / "speakers" / f"{label}-part-{k:05d}.parquet", items, by_id)
-                entry = {"seconds": seconds, "junk": sum(it["junk"] for it in items), "rows": len(items)}
+                entry = {"seconds": seconds, "junk": sum(it["junk"] for it in items), "rows": len(items),
+                         "test_indices": [it["index"] for it in items
+                                          if not it["junk"] and by_id[it["speaker"]].split == "test"]}
                 save_progress(key, entry)
+            test_indices += entry["test_indices"]
             total += entry["seconds"]
             junk += entry["junk"]
             rows += entry["rows"]
@@ -534,12 +612,46 @@ def _build_language(
             if fut is not None:
                 fut.cancel()
         bar.close()
+    festival = None
+    if use_festival and language == "telugu":
+        festival = _build_festival_set(mirror, language, seed, speakers, block, test_indices, executor, done,
+                                       save_progress)
+    split_speakers = {s: sum(spk.split == s for spk in speakers) for s in ("train", "dev", "test")}
     return {
         "speakers": n_speakers, "rows": rows, "junk_rows": junk, "shards": consumed,
         "hours_speech": round(total / 3600, 4),
+        "speakers_per_split": split_speakers,
+        # Slot values never spoken by a train speaker (sentences.heldout_values), per category.
+        "heldout_slot_values": {cat: len(v) for cat, v in heldout_values(language, seed).items()},
+        FESTIVAL_SPLIT: festival or {"made": False},
         "voices": [asdict(s.voice) | {"id": s.id, "sample_rate": s.sample_rate, "channels": s.channels,
                                       "noise": s.noise} for s in speakers],
     }
+
+
+def _build_festival_set(
+    mirror: Path, language: str, seed: int, speakers: list[SynthSpeaker], block: int, test_indices: list[int],
+    executor: Any, done: dict[str, Any], save_progress: Callable[[str, dict[str, Any]], None],
+) -> dict[str, Any]:
+    """Speak the test utterances ``test_indices`` again with festival's NSK voice, as ``FESTIVAL_SPLIT`` rows
+    in ``<mirror>/<Language>/festival-part-NNNNN.parquet`` (resumable per shard like the main corpus)."""
+    label = language.capitalize()
+    by_id = {s.id: s for s in festival_twins(speakers)}
+    chunks = [test_indices[k:k + SHARD_SIZE] for k in range(0, len(test_indices), SHARD_SIZE)]
+    futures = {k: executor.submit(synthesize_festival_shard, language, seed, chunk, speakers, block)
+               for k, chunk in enumerate(chunks) if f"{language}/festival/{k}" not in done}
+    rows, seconds = 0, 0.0
+    for k in range(len(chunks)):
+        key = f"{language}/festival/{k}"
+        if k in futures:
+            items = futures[k].result()
+            _write_parquet(mirror / label / f"festival-part-{k:05d}.parquet", [it["row"] for it in items])
+            _write_speaker_table(mirror / "speakers" / f"{label}-festival-part-{k:05d}.parquet", items, by_id)
+            save_progress(key, {"seconds": sum(it["seconds"] for it in items), "rows": len(items)})
+        rows += done[key]["rows"]
+        seconds += done[key]["seconds"]
+    return {"made": True, "voice": Festival.VOICE, "speakers": len(by_id), "rows": rows,
+            "hours_speech": round(seconds / 3600, 4)}
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -2,7 +2,8 @@
 # make demo: everything offline, on this CPU, in about 25 minutes, each step printing its progress:
 #   1. synthetic Vaani-style speech for every data directory the recipe reads (data_prep/vaani.py)
 #   2. training: python -m speech_calm.train recipes/telugu.yaml (encoder, then CALM bridges)
-#   3. evaluation on the held-out test speakers (CER, WER, script fidelity, BLEU, chrF++)
+#   3. evaluation on the held-out test speakers and sentences (CER, WER, script fidelity, BLEU, chrF++), and on
+#      the same sentences in festival's voice, which m_A never heard (when festival could be installed)
 #   4. a long held-out recording made by joining test clips with pauses
 #   5. python -m speech_calm.infer on it: transcript, translation and SRT subtitles
 # Every step skips work already done (data prep and training resume), so a rerun after a stop carries on.
@@ -25,6 +26,7 @@ START=$SECONDS
 step() { printf '\n=== [%s] %s  (%d:%02d elapsed)\n' "$1" "$2" $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60)); }
 
 step 1/5 "data: synthetic Vaani-style speech for $RECIPE"
+bash scripts/install_festival.sh  # optional: the held-out voice test set (silently skipped when not possible)
 # one line per data directory of the recipe: DIR LANGUAGE...  (a directory named after a language holds that
 # language; any other directory holds the recipe's remaining languages)
 # shellcheck disable=SC2086
@@ -48,7 +50,7 @@ while read -r dir langs; do
         size=""
         case "$langs" in *" "*) size="--hours $OTHER_HOURS" ;; esac
         # shellcheck disable=SC2086
-        "$PY" data_prep/vaani.py --source synthetic --language $langs --out "$dir" --tts espeak $size < /dev/null
+        "$PY" data_prep/vaani.py --source synthetic --language $langs --out "$dir" --tts auto $size < /dev/null
     fi
 done < "${TMPDIR:-/tmp}/speech_calm_demo_dirs.$$"
 TEST=$(head -n1 "${TMPDIR:-/tmp}/speech_calm_demo_dirs.$$" | cut -d' ' -f1)/test.jsonl
@@ -58,8 +60,13 @@ step 2/5 "train: $RECIPE -> $RUN (complete stages are skipped, a stopped stage r
 # shellcheck disable=SC2086
 "$PY" -m speech_calm.train "$RECIPE" run_dir="$RUN" $OVERRIDES
 
-step 3/5 "evaluate on the held-out test speakers: $TEST"
+step 3/5 "evaluate on the held-out test speakers and sentences: $TEST"
 "$PY" -m speech_calm.evaluate "$RUN" "$TEST" ${EVAL_LIMIT:+--limit "$EVAL_LIMIT"}
+VOICE_TEST="$(dirname "$TEST")/test_festival.jsonl"
+if [ -f "$VOICE_TEST" ]; then
+    echo; echo "the same test sentences in festival's NSK voice (never in training): $VOICE_TEST"
+    "$PY" -m speech_calm.evaluate "$RUN" "$VOICE_TEST" ${EVAL_LIMIT:+--limit "$EVAL_LIMIT"}
+fi
 
 LONG="$RUN/demo/long_test.flac"
 step 4/5 "a held-out long recording: test clips joined with pauses -> $LONG"

@@ -3,6 +3,9 @@
 
 Writes a JSON report (default RUN_DIR/eval/<manifest name>.json, atomically) with the metrics, the
 per-speaker breakdown, every hypothesis and the utterances that could not be read, and prints a table.
+The run's training manifests (each of the recipe's `data.dirs`, its train.jsonl) tell which sentences it
+was trained on: the report adds the scores of the seen and unseen sentences ("subsets"); when those
+manifests cannot be found, it says so and reports the whole set only.
 Exit code 0; 1 when some utterances could not be read (the metrics then cover the others, as the report
 says); 2 for a usage or model error.
 """
@@ -20,6 +23,18 @@ from speech_calm.infer import load
 from speech_calm.schema import ConfigError
 from speech_calm.speech.data import read_manifest
 from speech_calm.speech.evaluate import evaluate, table
+
+
+def training_texts(dirs: list[str]) -> tuple[set[str] | None, str]:
+    """The transcripts of the train manifests in `dirs` (a recipe's data.dirs), and a note naming the
+    manifests read, or (None, why not) when one is missing: a partial list would call unseen what the
+    run did see."""
+    paths = [Path(d) / "train.jsonl" for d in dirs]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if not paths or missing:
+        return None, f"training manifests not found ({', '.join(missing) or 'the recipe names no data dirs'})"
+    texts = {u.text for p in paths for u in read_manifest(p)}
+    return texts, ", ".join(str(p) for p in paths)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +70,12 @@ def main(argv: list[str] | None = None) -> int:
             tasks = [t for t in tasks if t != "translate"]  # nothing to score a translation against
         if not tasks:
             raise ValueError(f"{args.manifest} has no reference translations and --tasks asked only for translate")
-        report = evaluate(model, utts, tasks, args.batch_size, progress=not args.quiet, beam_size=args.beam)
+        train_texts, train_note = training_texts(model.recipe.data.dirs)
+        if train_texts is None:
+            print(f"note: {train_note}; reporting the whole set only (no seen/unseen split)", file=sys.stderr)
+        report = evaluate(model, utts, tasks, args.batch_size, progress=not args.quiet, beam_size=args.beam,
+                          train_texts=train_texts)
+        report["train_manifests"] = train_note
     except (ConfigError, FileNotFoundError, OSError, TypeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from speech_calm.evaluate import main
+from speech_calm.evaluate import main, training_texts
 from speech_calm.speech.audio import torch_threads
-from speech_calm.speech.evaluate import scores, table
+from speech_calm.speech.evaluate import scores, subset_scores, table
 from speech_calm.training.loop import run
 from speech_calm.training.recipe import load_recipe
 from tests.trained import clips, trained_run
@@ -64,8 +64,9 @@ def test_evaluate_writes_a_report_and_prints_a_table(ws: Path, tmp_path: Path, c
     item = report["items"][0]
     assert set(item) >= {"id", "speaker", "reference", "hypothesis", "reference_translation", "translation"}
     assert table(report) in captured.out
-    header, _, first, *speakers = table(report).splitlines()
+    header, _, first, seen, unseen, *speakers = table(report).splitlines()
     assert header.split()[:3] == ["speaker", "utts", "min"] and first.split()[0] == "all" and len(speakers) == 2
+    assert seen.startswith("(seen sentences)") and unseen.startswith("(unseen sentences)")
 
 
 def test_default_report_path_and_transcribe_only(ws: Path, capsys: pytest.CaptureFixture) -> None:
@@ -110,3 +111,52 @@ def test_results_table_puts_every_system_side_by_side(ws: Path, capsys: pytest.C
     assert ppl["anchor"] > 1 and ppl["composed_without_audio"] == pytest.approx(ppl["anchor"], rel=1e-5)
     out = capsys.readouterr().out
     assert "| CALM (cross-attention bridges) |" in out and "English perplexity" in out
+
+
+def test_subset_scores_split_seen_from_unseen_sentences() -> None:
+    items = [
+        {"reference": "అమ్మ నీరు", "hypothesis": "అమ్మ నీరు", "duration": 60.0},
+        {"reference": "పాలు ఇల్లు", "hypothesis": "పాలు", "duration": 30.0},
+    ]
+    got = subset_scores(items, {"అమ్మ, నీరు!"}, "telugu")  # normalised before comparing
+    assert got["seen"]["utterances"] == 1 and got["seen"]["cer"] == 0.0 and got["seen"]["minutes"] == 1.0
+    assert got["unseen"]["utterances"] == 1 and got["unseen"]["wer"] == 50.0
+
+
+def test_report_has_seen_and_unseen_sentences_from_the_runs_training_data(
+        ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    train_texts = {r["text"] for r in clips(ws, "train")}
+    seen = clips(ws, "train")[:3]
+    unseen = [r for r in clips(ws, "test") + clips(ws, "dev") if r["text"] not in train_texts]
+    assert len(unseen) >= 2  # the tiny corpus draws its sentences at random: some are new
+    manifest = tmp_path / "mixed.jsonl"
+    manifest.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in seen + unseen), encoding="utf-8")
+    out = tmp_path / "mixed.json"
+    assert main([str(ws / "run"), str(manifest), "--out", str(out), "--tasks", "transcribe", "--quiet"]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["train_manifests"] == str(ws / "data" / "train.jsonl")
+    subsets = report["subsets"]
+    assert subsets["seen"]["utterances"] == 3 and subsets["unseen"]["utterances"] == len(unseen)
+    by_id = {i["id"]: i for i in report["items"]}
+    assert subsets["seen"]["cer"] == pytest.approx(scores([by_id[r["id"]] for r in seen], "telugu")["cer"])
+    assert subsets["unseen"]["cer"] == pytest.approx(scores([by_id[r["id"]] for r in unseen], "telugu")["cer"])
+    lines = capsys.readouterr().out
+    assert "(seen sentences)" in lines and "(unseen sentences)" in lines
+
+
+def test_without_training_manifests_the_report_covers_the_whole_set(
+        ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert training_texts([str(tmp_path / "gone")])[0] is None
+    train = ws / "data" / "train.jsonl"
+    hidden = tmp_path / "train.jsonl"
+    train.rename(hidden)
+    try:
+        out = tmp_path / "r.json"
+        assert main([str(ws / "run"), str(ws / "data" / "test.jsonl"), "--out", str(out), "--tasks", "transcribe",
+                     "--limit", "2", "--quiet"]) == 0
+    finally:
+        hidden.rename(train)
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["subsets"] is None and report["utterances"] == 2 and "not found" in report["train_manifests"]
+    captured = capsys.readouterr()
+    assert "whole set only" in captured.err and "unseen" not in captured.out

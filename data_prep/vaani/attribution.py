@@ -46,6 +46,6 @@ def _attribution(kind: str, **kw: Any) -> str:
 
 def _festival_note(info: dict[str, Any] | None) -> str:
     if info and info.get("engines", {}).get("festival"):
-        return (",\n  and for some Telugu speakers Festival with the festvox-te-nsk diphone voice (free licence,"
-                "\n  Debian packages festival, festvox-te-nsk)")
+        return (",\n  and, for the held-out voice test set only (test_festival.jsonl), Festival with the festvox-te-nsk"
+                "\n  diphone voice (free licence, Debian packages festival, festvox-te-nsk)")
     return ""

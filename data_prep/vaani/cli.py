@@ -51,7 +51,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", nargs="+", default=None, metavar="SPLIT",
                    help="official splits to read (train validation test); default all")
     p.add_argument("--tts", choices=("auto", "espeak"), default="auto",
-                   help="synthetic: auto uses festival's Telugu voice for some speakers when installed")
+                   help="synthetic: auto also speaks the Telugu test sentences with festival's NSK voice, when "
+                        "installed, as a held-out voice set (test_festival.jsonl; never trained on)")
     p.add_argument("--trim-silence", type=float, default=TRIM_MARGIN_S, metavar="SECONDS",
                    help=f"cut leading/trailing silence to this margin (default {TRIM_MARGIN_S} s)")
     p.add_argument("--keep-silence", action="store_true", help="keep clips whole (no silence trimming)")
@@ -61,10 +62,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _print_summary(stats: dict[str, Any], out: Path) -> None:
     print(f"\nWrote {out}  (source: {stats['source']}, languages: {', '.join(stats['languages'])})")
-    print(f"{'split':<6} {'hours':>8} {'utts':>7} {'speakers':>8}")
-    for split in SPLITS:
-        s = stats["splits"][split]
-        print(f"{split:<6} {s['hours']:>8.3f} {s['utterances']:>7} {s['speakers']:>8}")
+    sets = [(split, stats["splits"][split]) for split in SPLITS] + list(stats.get("extra_test_sets", {}).items())
+    width = max(6, *(len(name) for name, _ in sets))
+    print(f"{'split':<{width}} {'hours':>8} {'utts':>7} {'speakers':>8}")
+    for split, s in sets:
+        print(f"{split:<{width}} {s['hours']:>8.3f} {s['utterances']:>7} {s['speakers']:>8}")
+    overlap = stats.get("overlap_with_train", {})
+    for split, o in overlap.items():
+        print(f"{split}: {o['sentences_in_train']} of {o['sentences']} sentences also in train; "
+              f"{o['words_not_in_train']} of {o['words']} words never in train")
     if stats["dropped"]:
         print("dropped: " + ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()))
     run = stats.get("run", {})

@@ -81,6 +81,8 @@ def _stats(records: list[dict[str, Any]], by_split: dict[str, list[dict[str, Any
         "trim_silence": trim,
         "hours_cap_per_language": hours,
         "splits": {s: _split_stats(by_split[s]) for s in SPLITS},
+        "extra_test_sets": {s: _split_stats(rs) for s, rs in sorted(by_split.items()) if s not in SPLITS},
+        "overlap_with_train": _overlap_with_train(by_split),
         "total": _split_stats(records),
         "dropped": {reason: state.dropped[reason] for reason in sorted(state.dropped)},
         "dropped_total": sum(state.dropped.values()),
@@ -90,6 +92,31 @@ def _stats(records: list[dict[str, Any]], by_split: dict[str, list[dict[str, Any
         "speakers_in_several_splits": sum(1 for v in speaker_splits.values() if len(v) > 1),
         "utterances_without_speaker": sum(1 for r in records if r["speaker"] is None),
     }
+
+
+def _overlap_with_train(by_split: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, int]]:
+    """For each held-out split: how many of its sentences (normalised transcripts, as the metrics compare
+    them) and words also occur in train, per language.  0 sentences means a test of unseen sentences."""
+    train: dict[str, set[str]] = defaultdict(set)
+    train_words: dict[str, set[str]] = defaultdict(set)
+    for r in by_split.get("train", []):
+        train[r["language"]].add(r["text"])
+        train_words[r["language"]].update(r["text"].split())
+    out: dict[str, dict[str, int]] = {}
+    for split, recs in sorted(by_split.items()):
+        if split == "train":
+            continue
+        sentences = {(r["language"], r["text"]) for r in recs}
+        words = {(r["language"], w) for r in recs for w in r["text"].split()}
+        out[split] = {
+            "utterances": len(recs),
+            "utterances_in_train": sum(r["text"] in train[r["language"]] for r in recs),
+            "sentences": len(sentences),
+            "sentences_in_train": sum(text in train[lang] for lang, text in sentences),
+            "words": len(words),
+            "words_not_in_train": sum(w not in train_words[lang] for lang, w in words),
+        }
+    return out
 
 
 def _write_text(path: Path, text: str) -> None:

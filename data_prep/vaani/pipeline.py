@@ -157,9 +157,10 @@ def prepare(
             r["speaker"] = speaker_map.get(r["_file"])
     split_of = assign_splits(records, seed)
 
+    # The three splits always exist (an empty manifest says "none"); extra test sets only when present.
     by_split: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
     for r in records:
-        by_split[split_of[r["id"]]].append(r)
+        by_split.setdefault(split_of[r["id"]], []).append(r)
     for split, recs in by_split.items():
         recs.sort(key=lambda r: r["id"])
         lines = "".join(json.dumps({k: r[k] for k in MANIFEST_KEYS}, ensure_ascii=False) + "\n" for r in recs)

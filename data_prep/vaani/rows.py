@@ -60,10 +60,20 @@ def _canonical_fields(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Extra test sets beside the three splits (e.g. ``test_festival``: the test sentences in a voice no
+# training data has): never trained on, written as their own manifest ``<name>.jsonl``.
+_EXTRA_TEST_RE = re.compile(r"^test_[a-z0-9]+$")
+
+
 def _official_split(value: str | None) -> str | None:
+    """train/dev/test from a split name (``validation`` and ``valid`` are dev), an extra test set's own
+    name (``test_<name>``), or None for anything else."""
     if value is None:
         return None
-    return _OFFICIAL_SPLITS.get(str(value).strip().lower())
+    name = str(value).strip().lower()
+    if _EXTRA_TEST_RE.match(name):
+        return name
+    return _OFFICIAL_SPLITS.get(name)
 
 
 def _split_from_path(path: str) -> str | None:

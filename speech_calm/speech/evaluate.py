@@ -6,6 +6,11 @@ utterances that have a reference translation), overall and per speaker. Each utt
 training (manifest clips are utterances already; no segmentation), in duration-sorted batches, with the
 `Transcriber`'s search (token cap per second of audio, loops decoded again). Hypotheses are normalised like
 the references (`speech_calm.speech.indic.normalize`) before CER and WER.
+
+Seen and unseen sentences: given the transcripts of the run's training data, the report also scores the
+utterances whose sentence occurs in training ("seen") and the others ("unseen") apart, so that recall of
+the training set and generalisation to new sentences are not averaged into one number.  Sentences are
+compared after the normalisation the metrics use.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from speech_calm.speech.indic import language_script, normalize
 from speech_calm.speech.metrics import transcript_scores
 from speech_calm.speech.transcribe import Transcriber
 
-__all__ = ["evaluate", "scores", "table"]
+__all__ = ["evaluate", "scores", "table", "subset_scores"]
 
 COLUMNS = (("cer", "CER"), ("wer", "WER"), ("script_fidelity", "script%"), ("bleu", "BLEU"), ("chrf", "chrF++"))
 
@@ -48,9 +53,26 @@ def scores(items: Sequence[dict[str, Any]], script: str) -> dict[str, float]:
     return out
 
 
+def subset_scores(items: Sequence[dict[str, Any]], train_texts: set[str] | frozenset[str],
+                  script: str) -> dict[str, dict[str, Any]]:
+    """Metrics of the items whose reference sentence occurs in `train_texts` ("seen") and of the others
+    ("unseen"); each with its utterance count and minutes.  Both texts are normalised before comparing."""
+    train = {normalize(t) for t in train_texts}
+    groups: dict[str, list[dict[str, Any]]] = {"seen": [], "unseen": []}
+    for item in items:
+        groups["seen" if normalize(item["reference"]) in train else "unseen"].append(item)
+    return {name: {"utterances": len(group), "minutes": sum(i["duration"] for i in group) / 60,
+                   **_finite(scores(group, script))}
+            for name, group in groups.items()}
+
+
 def evaluate(model: Transcriber, utts: Sequence[Utterance], tasks: Sequence[str], batch_size: int = 8,
-             progress: bool = False, **decoding: Any) -> dict[str, Any]:
-    """Decode every utterance of `utts` for `tasks` and score them; returns the report (see module doc)."""
+             progress: bool = False, train_texts: set[str] | frozenset[str] | None = None,
+             **decoding: Any) -> dict[str, Any]:
+    """Decode every utterance of `utts` for `tasks` and score them; returns the report (see module doc).
+
+    `train_texts`: transcripts of the training data; when given, the report's "subsets" holds the scores
+    of the seen and unseen sentences (else it is None)."""
     t0 = time.time()
     d = model.decoding_for(max((u.duration for u in utts), default=1.0), **decoding)
     order = sorted(range(len(utts)), key=lambda i: -utts[i].duration)  # similar lengths share a batch
@@ -97,6 +119,7 @@ def evaluate(model: Transcriber, utts: Sequence[Utterance], tasks: Sequence[str]
                   **_finite(scores(group, script))}
             for spk, group in sorted(by_speaker.items())
         },
+        "subsets": None if train_texts is None else subset_scores(done, train_texts, script),
         "failed": failed,
         "seconds": seconds,
         "audio_seconds_per_second": audio_seconds / max(seconds, 1e-9),
@@ -111,8 +134,11 @@ def _cell(value: Any) -> str:
 
 
 def table(report: dict[str, Any]) -> str:
-    """The report's metrics as an aligned text table: one row for all utterances, one per speaker."""
+    """The report's metrics as an aligned text table: one row for all utterances, the seen and unseen
+    sentences when the report has them, one per speaker."""
     rows = [("all", report["utterances"], report["hours"] * 60, report["metrics"])]
+    rows += [(f"({name} sentences)", s["utterances"], s["minutes"], s)
+             for name, s in (report.get("subsets") or {}).items()]
     rows += [(spk, s["utterances"], s["minutes"], s) for spk, s in report["per_speaker"].items()]
     width = max(12, *(len(r[0]) for r in rows))
     header = f"{'speaker':<{width}} {'utts':>5} {'min':>6} " + " ".join(f"{name:>7}" for _, name in COLUMNS)

@@ -17,12 +17,17 @@ from data_prep.espeak import Espeak, Festival, TTSError, Voice
 from data_prep.sentences import (
     SUPPORTED_LANGUAGES,
     generate_sentences,
+    heldout_tokens,
+    heldout_values,
     lexicon,
+    partition_of,
     sentence_at,
+    sentence_for,
     templates,
     vocabulary,
 )
 from data_prep.synthetic import (
+    FESTIVAL_SPLIT,
     _JUNK_KINDS,
     _junk_row,
     _write_parquet,
@@ -105,12 +110,32 @@ def test_festival_telugu_voice_when_installed() -> None:
     assert len(audio) == 2 and all(0.3 < a.shape[0] / Festival.sample_rate < 5 for a in audio)
 
 
+@pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
+def test_heldout_partition_keeps_values_and_sentences_out_of_train(language: str) -> None:
+    held = heldout_values(language, 0)
+    cats = lexicon(language)
+    for cat, values in held.items():  # about a fifth of every slot list, at least one value
+        assert 1 <= len(values) < len(cats[cat]), cat
+    train = [sentence_for(language, i, 0, "train") for i in range(400)]
+    heldout = [sentence_for(language, i, 0, "heldout") for i in range(200)]
+    assert [sentence_for(language, i, 0, "train") for i in range(20)] == train[:20]  # deterministic
+    assert all(partition_of(x, 0) == "train" for x in train) and all(partition_of(x, 0) == "heldout" for x in heldout)
+    assert not any(word in held.get(cat, ()) for x in train for cat, word in x.values)
+    assert not {x.text for x in train} & {x.text for x in heldout}  # no held-out sentence ever in train
+    # held-out sentences over seen values exist too (the hash bucket), so "unseen" is not only "new words"
+    assert any(not any(word in held.get(cat, ()) for cat, word in x.values) for x in heldout)
+    tokens = heldout_tokens(language, 0)
+    assert tokens and not tokens & {w for x in train for w in x.text.split()}
+    assert tokens & {w for x in heldout for w in x.text.split()}
+    assert heldout_values(language, 1) != held  # another seed, another partition
+
+
 # --------------------------------------------------------------------------------------------- mirror
 
 
 def test_shards_are_deterministic_and_vaani_like() -> None:
-    speakers = plan_speakers("telugu", 8, seed=0, use_festival=False)
-    assert plan_speakers("telugu", 8, seed=0, use_festival=False) == speakers
+    speakers = plan_speakers("telugu", 8, seed=0)
+    assert plan_speakers("telugu", 8, seed=0) == speakers
     assert len({s.voice for s in speakers}) == 8 and {s.gender for s in speakers} == {"Male", "Female"}
     items = synthesize_shard("telugu", 0, list(range(16)), speakers, 1)
     Espeak.instance().synthesize("ఇంకేదో", speakers[3].voice)  # whatever was spoken before must not matter
@@ -128,7 +153,7 @@ def test_shards_are_deterministic_and_vaani_like() -> None:
 
 def test_junk_rows_exercise_every_filter(tmp_path: Path) -> None:
     """Each kind of bad synthetic row is dropped by the real pipeline under the matching reason."""
-    speakers = plan_speakers("telugu", 3, seed=0, use_festival=False)
+    speakers = plan_speakers("telugu", 3, seed=0)
     items = synthesize_shard("telugu", 0, [0, 1, 2], speakers, 1)
     good = [it["row"] for it in items if not it["junk"]]
     rng = np.random.default_rng(0)
@@ -157,6 +182,21 @@ def test_tiny_synthetic_corpus_end_to_end(tmp_path: Path) -> None:
     assert all(man.values())
     spk = {s: {r["speaker"] for r in rs} for s, rs in man.items()}
     assert not (spk["train"] & spk["dev"]) and not (spk["train"] & spk["test"]) and not (spk["dev"] & spk["test"])
+    # splits that test generalisation: decided by the source, no dev/test sentence in train, no held-out word
+    assert stats["split_method"] == {"telugu": "official"}
+    texts = {s: {r["text"] for r in rs} for s, rs in man.items()}
+    assert not texts["train"] & texts["dev"] and not texts["train"] & texts["test"]
+    train_words = {w for t in texts["train"] for w in t.split()}
+    assert not heldout_tokens("telugu", 0) & train_words
+    for split in ("dev", "test"):
+        overlap = stats["overlap_with_train"][split]
+        assert overlap["sentences_in_train"] == overlap["utterances_in_train"] == 0 and overlap["sentences"] > 0
+    assert stats["synthetic"]["languages"]["telugu"]["heldout_slot_values"]["name"] > 0
+    # every utterance says the sentence of its index in its speaker's partition (held out for dev/test)
+    for split, rs in man.items():
+        part = "train" if split == "train" else "heldout"
+        for r in rs:
+            assert r["text"] == sentence_for("telugu", int(r["id"].rsplit("_", 1)[1]), 0, part).text, r["id"]
     records = [r for rs in man.values() for r in rs]
     assert all(r["translation"] and r["source"] == "synthetic" and r["language"] == "telugu" for r in records)
     assert stats["total"]["hours"] == pytest.approx(0.01, abs=0.003)
@@ -189,3 +229,23 @@ def test_cli_synthetic_runs_as_a_script(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Wrote" in proc.stdout and "train" in proc.stdout
     assert (out / "stats.json").is_file()
+
+
+@pytest.mark.skipif(not Festival.available(), reason="festival + festvox-te-nsk not installed (optional)")
+def test_festival_voice_is_a_heldout_test_set_only(tmp_path: Path) -> None:
+    """With festival installed, tts=auto adds the test sentences in festival's NSK voice as test_festival.jsonl;
+    no train, dev or test utterance is spoken by festival."""
+    out = tmp_path / "te"
+    # 0.02 h: 6 speakers, so a festival voice among the training speakers (once every 4th) would show
+    stats = prepare("synthetic", out, ["telugu"], hours=0.02, seed=0, num_workers=1, tts="auto", progress=False)
+    made = stats["synthetic"]["languages"]["telugu"][FESTIVAL_SPLIT]
+    assert made["made"] and made["rows"] > 0
+    man = {s: [json.loads(x) for x in (out / f"{s}.jsonl").read_text().splitlines()]
+           for s in ("train", "dev", "test", FESTIVAL_SPLIT)}
+    assert len(man[FESTIVAL_SPLIT]) == stats["extra_test_sets"][FESTIVAL_SPLIT]["utterances"] > 0
+    heard = {r["speaker"] for s in ("train", "dev", "test") for r in man[s]}
+    assert not heard & {r["speaker"] for r in man[FESTIVAL_SPLIT]}
+    assert {r["text"] for r in man[FESTIVAL_SPLIT]} <= {r["text"] for r in man["test"]}  # the test sentences
+    voices = stats["synthetic"]["languages"]["telugu"]["voices"]
+    assert {v["engine"] for v in voices} == {"espeak"}  # training (and dev/test) speakers: espeak only
+    assert stats["overlap_with_train"][FESTIVAL_SPLIT]["sentences_in_train"] == 0

@@ -24,6 +24,7 @@ from data_prep.vaani import (
     prepare,
 )
 from speech_calm.speech.audio import encode_audio
+from speech_calm.speech.indic import normalize
 
 REPO = Path(__file__).resolve().parents[2]
 TELUGU = ["నా పేరు రాము", "రవి హైదరాబాద్‌లో ఉంటాడు.", "ఈ రోజు సోమవారం", "నాకు దోశ అంటే ఇష్టం"]
@@ -198,6 +199,10 @@ def test_official_splits_are_kept(tmp_path: Path) -> None:
     assert {s: len(r) for s, r in man.items()} == {"train": 4, "dev": 2, "test": 2}
     assert all(r["id"].startswith("te_validation_") for r in man["dev"])
     assert stats["split_method"] == {"telugu": "official"}
+    # stats.json counts what dev and test share with train: here every sentence (TELUGU[0] and [1])
+    assert stats["overlap_with_train"]["dev"] == {"utterances": 2, "utterances_in_train": 2, "sentences": 2,
+                                                  "sentences_in_train": 2, "words": len({w for t in TELUGU[:2]
+                                                  for w in normalize(t).split()}), "words_not_in_train": 0}
     # --split restricts what is read
     stats = prepare("local", tmp_path / "out2", ["telugu"], tmp_path / "mirror", splits=["test"],
                     num_workers=1, progress=False)
