@@ -22,7 +22,8 @@ from speech_calm.schema import ConfigError
 from speech_calm.speech.audio import AUDIO_EXTENSIONS
 from speech_calm.speech.formats import FORMATS, render, write_text
 from speech_calm.speech.model import load_speech_model
-from speech_calm.speech.segment import SegmentOptions
+from speech_calm.speech.segment import DETECTORS, SegmentOptions
+from speech_calm.speech.speech_presence import SpeechGate
 from speech_calm.speech.transcribe import (
     TASK_CHOICES,
     FileResult,
@@ -126,6 +127,15 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"longest segment in seconds (default {SegmentOptions.max_segment:g})")
     p.add_argument("--min-silence", type=float, default=SegmentOptions.min_silence, metavar="S",
                    help=f"shortest pause that splits segments (default {SegmentOptions.min_silence:g})")
+    p.add_argument("--vad", choices=DETECTORS, default=SegmentOptions.detector,
+                   help="speech detector that cuts the audio: silero (default; energy where silero-vad cannot "
+                        "be imported) or energy (any loud sound counts)")
+    p.add_argument("--no-speech-threshold", type=float, default=SpeechGate.no_speech_threshold, metavar="P",
+                   help="a segment whose no-speech probability is above P gives no text and a warning "
+                        f"(default {SpeechGate.no_speech_threshold:g}; 1 = never)")
+    p.add_argument("--low-confidence", type=float, default=SpeechGate.low_confidence, metavar="L",
+                   help="flag segments whose m_A mean log-probability is below L (JSON low_confidence, "
+                        f"'[?] ' in srt/vtt; default {SpeechGate.low_confidence:g})")
     p.add_argument("--word-timestamps", action="store_true",
                    help="time every transcript word by m_A's CTC alignment (JSON: segments[i].words)")
     p.add_argument("--word-level", action="store_true",
@@ -142,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        seg = SegmentOptions(max_segment=args.max_segment, min_silence=args.min_silence)
+        seg = SegmentOptions(max_segment=args.max_segment, min_silence=args.min_silence, detector=args.vad)
+        gate = SpeechGate(args.no_speech_threshold, args.low_confidence)
         tasks_of(args.task)
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -174,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[FileResult] = []
     done, seconds, t1 = 0, 0.0, time.time()
     results = model.transcribe_iter(
-        [path for path, _ in files], args.task, batch_size=args.batch_size, segmentation=seg, errors="report",
+        [path for path, _ in files], args.task, batch_size=args.batch_size, segmentation=seg, gate=gate,
+        errors="report",
         progress=not args.quiet, alignments=args.plot, words=args.word_timestamps or args.word_level, **overrides,
     )
     for index, result in enumerate(results):  # in input order; the generator runs to its end (progress bar)

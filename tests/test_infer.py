@@ -35,7 +35,7 @@ from speech_calm.speech.repetition import (
 )
 from speech_calm.speech.segment import SegmentOptions
 from speech_calm.speech.transcribe import Transcriber
-from tests.trained import clips, long_recording, trained_run
+from tests.trained import TONES, TONES_CLI, clips, long_recording, trained_run
 
 REPO = Path(__file__).resolve().parents[1]
 SRT_TIMING = re.compile(r"^(\d\d):(\d\d):(\d\d),(\d{3}) --> (\d\d):(\d\d):(\d\d),(\d{3})$")
@@ -106,7 +106,7 @@ def test_formats_rates_and_stereo(model: Transcriber, phrase: np.ndarray, tmp_pa
         paths.append(tmp_path / "phrase_48k.opus")
         sf.write(paths[-1], np.stack([resample(phrase, SAMPLE_RATE, 48000)] * 2, axis=1), 48000, format="OGG",
                  subtype="OPUS")
-    results = model.transcribe(paths, task="both", batch_size=8)
+    results = model.transcribe(paths, task="both", batch_size=8, **TONES)
     for path, result in zip(paths, results):
         assert result["path"] == str(path)
         assert abs(result["duration"] - len(phrase) / SAMPLE_RATE) < 0.15, (path, result["duration"])
@@ -118,14 +118,14 @@ def test_formats_rates_and_stereo(model: Transcriber, phrase: np.ndarray, tmp_pa
 def test_batched_results_equal_one_by_one(model: Transcriber, ws: Path, phrase: np.ndarray, tmp_path: Path) -> None:
     sf.write(tmp_path / "phrase.wav", phrase, SAMPLE_RATE)
     paths = [tmp_path / "phrase.wav"] + [r["audio"] for r in clips(ws)[:4]] + [r["audio"] for r in clips(ws, "dev")]
-    together = model.transcribe(paths, task="both", batch_size=4)
-    alone = [model.transcribe(p, task="both", batch_size=1) for p in paths]
+    together = model.transcribe(paths, task="both", batch_size=4, **TONES)
+    alone = [model.transcribe(p, task="both", batch_size=1, **TONES) for p in paths]
     assert together == alone
 
 
 def test_three_minute_file_is_not_truncated(model: Transcriber, ws: Path, tmp_path: Path) -> None:
     spans = long_recording(ws, tmp_path / "long.flac", seconds=180.0)
-    result = model.transcribe(tmp_path / "long.flac", task="transcribe", batch_size=16)
+    result = model.transcribe(tmp_path / "long.flac", task="transcribe", batch_size=16, **TONES)
     segs = result["segments"]
     assert result["duration"] >= 180.0 and result["translation"] is None
     assert len(segs) == len(spans)  # every clip decoded, the one after 3 minutes too
@@ -181,8 +181,8 @@ def test_unusable_files_raise_or_are_reported(model: Transcriber, ws: Path, tmp_
     bad.write_bytes(b"RIFF" + os.urandom(400))
     good = clips(ws)[0]["audio"]
     with pytest.raises(AudioError, match="bad.wav: cannot decode"):
-        model.transcribe([good, bad])
-    results = model.transcribe([good, bad], errors="report")
+        model.transcribe([good, bad], **TONES)
+    results = model.transcribe([good, bad], errors="report", **TONES)
     assert results[0]["segments"] and "error" not in results[0]
     assert results[1]["error"].startswith(f"{bad}: cannot decode") and results[1]["segments"] == []
 
@@ -237,8 +237,8 @@ def test_cli_reports_bad_files_and_writes_the_good_ones(ws: Path, phrase: np.nda
     sf.write(inputs / "silent.wav", np.zeros(3 * SAMPLE_RATE, np.float32), SAMPLE_RATE)
     (inputs / "notes.txt").write_text("not audio")  # not picked up from a directory
     out = tmp_path / "out"
-    rc = main([str(ws / "run"), str(inputs), str(tmp_path / "missing.wav"), "--format", "srt", "json", "tsv",
-               "txt", "--out", str(out), "--batch-size", "3", "--quiet"])
+    rc = main([str(ws / "run"), str(inputs), str(tmp_path / "missing.wav"), *TONES_CLI, "--format", "srt", "json",
+               "tsv", "txt", "--out", str(out), "--batch-size", "3", "--quiet"])
     captured = capsys.readouterr()
     assert rc == 1
     for name, reason in [("corrupt.mp3", "cannot decode"), ("empty.wav", "empty (0 bytes)"),
@@ -250,7 +250,8 @@ def test_cli_reports_bad_files_and_writes_the_good_ones(ws: Path, phrase: np.nda
                                                                                               "txt"))
     result = json.loads((out / "phrase.json").read_text(encoding="utf-8"))
     assert set(result) >= {"path", "duration", "text", "translation", "segments", "warnings"}
-    assert [set(s) for s in result["segments"]] == [{"start", "end", "text", "translation"}] * 3
+    assert [set(s) for s in result["segments"]] == [{"start", "end", "text", "translation", "no_speech_prob",
+                                                     "confidence", "low_confidence"}] * 3
     cues = parse_srt((out / "phrase.srt").read_text(encoding="utf-8"))
     kept = [s for s in result["segments"] if s["text"] or s["translation"]]
     assert [(c[0], c[1]) for c in cues] == [(pytest.approx(s["start"]), pytest.approx(s["end"])) for s in kept]
@@ -270,7 +271,8 @@ def test_cli_usage_errors_exit_2(ws: Path, tmp_path: Path, capsys: pytest.Captur
 
 def test_alignment_plot(ws: Path, phrase: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     sf.write(tmp_path / "phrase.wav", phrase, SAMPLE_RATE)
-    rc = main([str(ws / "run"), str(tmp_path / "phrase.wav"), "--plot", "--out", str(tmp_path / "out"), "--quiet"])
+    rc = main([str(ws / "run"), str(tmp_path / "phrase.wav"), *TONES_CLI, "--plot", "--out", str(tmp_path / "out"),
+               "--quiet"])
     assert rc == 0
     for task in ("transcribe", "translate"):
         png = tmp_path / "out" / f"phrase.{task}.align.png"
@@ -306,7 +308,8 @@ def test_expand_inputs_searches_directories_and_keeps_names_unique(tmp_path: Pat
 
 def test_segmentation_options_reach_the_api(model: Transcriber, phrase: np.ndarray, tmp_path: Path) -> None:
     sf.write(tmp_path / "phrase.wav", phrase, SAMPLE_RATE)
-    merged = model.transcribe(tmp_path / "phrase.wav", "transcribe", segmentation=SegmentOptions(min_silence=1.0))
+    merged = model.transcribe(tmp_path / "phrase.wav", "transcribe", gate=TONES["gate"],
+                              segmentation=SegmentOptions(detector="energy", min_silence=1.0))
     assert len(merged["segments"]) == 1  # 0.8 s pauses no longer split
 
 
@@ -334,7 +337,7 @@ def test_word_timestamps_come_from_m_a_and_sit_on_the_file_s_time_axis(model: Tr
 def test_cli_word_level_subtitles(ws: Path, tmp_path: Path) -> None:
     """--word-level: SRT and WebVTT with one cue per transcript word; JSON keeps the words per segment."""
     audio = clips(ws)[0]["audio"]
-    assert main([str(ws / "run"), audio, "--task", "transcribe", "--format", "json", "vtt", "--word-level",
+    assert main([str(ws / "run"), audio, *TONES_CLI, "--task", "transcribe", "--format", "json", "vtt", "--word-level",
                  "--out", str(tmp_path), "--quiet", "--device", "cpu"]) == 0
     stem = Path(audio).stem
     data = json.loads((tmp_path / f"{stem}.json").read_text())

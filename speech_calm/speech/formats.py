@@ -2,11 +2,13 @@
 
 A result is what `speech_calm.infer` returns per file:
 `{"path", "duration", "language", "task", "text", "translation", "segments": [{"start", "end", "text",
-"translation"}], "warnings"}`, with `text` / `translation` None for a task that was not run.
+"translation", "no_speech_prob", "confidence", "low_confidence"}], "warnings"}`, with `text` / `translation`
+None for a task that was not run.
 
 - txt: the transcript, one line per segment; with both tasks, a blank line and then the translation.
 - json: the whole result, pretty-printed (UTF-8, Telugu as is, not \\u escapes).
-- srt: one cue per segment with text; with both tasks the cue shows the transcript over the translation.
+- srt (and vtt): one cue per segment with text; with both tasks the cue shows the transcript over the
+  translation. A segment flagged `low_confidence` starts its cue with `[?] ` (LOW_CONFIDENCE_MARK).
 - tsv: `start`, `end` (seconds), `text`, `translation`, one row per segment, with a header.
 """
 
@@ -19,9 +21,11 @@ from typing import Any
 
 from speech_calm.files import atomic_write
 
-__all__ = ["FORMATS", "render", "srt_time", "write_text"]
+__all__ = ["FORMATS", "LOW_CONFIDENCE_MARK", "render", "srt_time", "write_text"]
 
 FORMATS = ("txt", "json", "srt", "vtt", "tsv")
+
+LOW_CONFIDENCE_MARK = "[?] "  # a subtitle cue whose segment m_A heard with low confidence: check it
 
 
 def srt_time(seconds: float, separator: str = ",") -> str:
@@ -63,7 +67,9 @@ def _cues(result: dict[str, Any], words: bool) -> list[tuple[float, float, list[
     cues = []
     for seg in result["segments"]:
         lines = [line for line in (_one_line(seg[key]) for key in _fields(result)) if line]
-        if lines:  # an empty cue is not valid; the segment produced no text
+        if lines and seg.get("low_confidence"):
+            lines[0] = LOW_CONFIDENCE_MARK + lines[0]
+        if lines:  # an empty cue is not valid; the segment produced no text (or no speech)
             cues.append((seg["start"], seg["end"], lines))
     return cues
 

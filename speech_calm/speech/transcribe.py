@@ -9,12 +9,15 @@ What one call does (whisper's transcribe.py is the model):
 
 1. read each file (whatever libsndfile decodes, or ffmpeg when on PATH: WAV, FLAC, MP3, OGG/Opus, M4A, ...;
    any sample rate and channel count) as 16 kHz mono (`speech_calm.speech.audio`);
-2. cut it at pauses into segments of at most `max_segment` seconds (`speech_calm.speech.segment`): long audio is
-   never truncated, only silence is left out;
+2. cut it at pauses into segments of at most `max_segment` seconds (`speech_calm.speech.segment`; Silero VAD by
+   default): long audio is never truncated, only what is not speech is left out;
 3. pool the segments of several files, sort them by length and decode them in batches: m_A once per batch,
    then one search per task; tokens are capped per second of audio (`max_tokens_per_second`), and a segment
    whose output loops ("the the the ...") is decoded again with n-gram blocking;
-4. put the texts back in file order with their timestamps; results come out file by file, in input order.
+4. judge each segment's speech (`speech_calm.speech.speech_presence`: Silero's speech probability and m_A's
+   CTC path, one more m_A forward per batch): a segment with no speech gives no text and a warning, one whose
+   characters m_A is unsure of is flagged `low_confidence`;
+5. put the texts back in file order with their timestamps; results come out file by file, in input order.
 
 A file that cannot be used (missing, unreadable, empty, silent, too short) becomes a per-file error with a
 message that says what is wrong; the other files go on.
@@ -48,6 +51,7 @@ from speech_calm.speech.indic import language_script
 from speech_calm.speech.model import TASKS, TOWER, SpeechModel, token_caps
 from speech_calm.speech.repetition import loop_size, looped
 from speech_calm.speech.segment import Segment, SegmentOptions, find_segments
+from speech_calm.speech.speech_presence import Presence, SpeechGate, ctc_evidence, no_speech_probability
 from speech_calm.towers.ctc import ctc_outputs
 
 __all__ = ["Decoded", "FileResult", "Transcriber"]
@@ -90,16 +94,28 @@ class FileResult:
     outputs: list[dict[str, Decoded]] = field(default_factory=list)  # per segment: task → output
     error: str | None = None
     wave: np.ndarray | None = field(default=None, repr=False)  # 16 kHz mono while it waits to be decoded
+    presence: list[Presence] = field(default_factory=list)  # per segment: its evidence of speech
+    gate: SpeechGate = field(default_factory=SpeechGate)  # what silences and flags a segment
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def warnings(self) -> list[str]:
-        """What a reader of the output should know: segments cut by the token cap, loops decoded again."""
+        """What a reader of the output should know: no speech found, segments without speech (no text),
+        segments cut by the token cap, loops decoded again."""
         notes = []
-        for seg, out in zip(self.segments, self.outputs):
+        if self.ok and not self.segments:
+            notes.append("Silero VAD heard no speech in this recording; no text (noise, music or silence?)")
+        for k, (seg, out) in enumerate(zip(self.segments, self.outputs)):
             where = f"{seg.start_seconds:.1f}-{seg.end_seconds:.1f} s"
+            p = self.presence[k] if k < len(self.presence) else None
+            if p is not None and p.silenced(self.gate):
+                heard = [f"Silero speech probability {p.vad_speech:.2f}" if p.vad_speech is not None else "",
+                         f"m_A heard {p.ctc_rate:.1f} characters/s" if p.ctc_rate is not None else ""]
+                notes.append(f"{where}: no speech (no-speech probability {p.no_speech_prob:.2f} > "
+                             f"{self.gate.no_speech_threshold:g}: {', '.join(h for h in heard if h)}); no text")
+                continue
             for task, dec in out.items():
                 if dec.fallback:
                     notes.append(f"{where}: the {task} output repeated itself; decoded again with "
@@ -118,14 +134,19 @@ class FileResult:
         if self.error is not None:
             return {**result, "error": self.error, "text": None, "translation": None, "segments": []}
         segments = []
-        for seg, out in zip(self.segments, self.outputs):
-            item = {"start": round(seg.start_seconds, 3), "end": round(seg.end_seconds, 3)}
+        for k, (seg, out) in enumerate(zip(self.segments, self.outputs)):
+            item: dict[str, Any] = {"start": round(seg.start_seconds, 3), "end": round(seg.end_seconds, 3)}
             for task, key in keys.items():
                 item[key] = out[task].text if task in out else None
             words = out["transcribe"].words if "transcribe" in out else None
             if words is not None:  # times within the file
                 item["words"] = [{**w, "start": round(seg.start_seconds + w["start"], 3),
                                   "end": round(seg.start_seconds + w["end"], 3)} for w in words]
+            p = self.presence[k] if k < len(self.presence) else None
+            if p is not None:
+                item["no_speech_prob"] = None if p.no_speech_prob is None else round(p.no_speech_prob, 3)
+                item["confidence"] = None if p.confidence is None else round(p.confidence, 3)
+                item["low_confidence"] = p.low(self.gate) and not p.silenced(self.gate)
             segments.append(item)
         for task, key in keys.items():
             result[key] = " ".join(s[key] for s in segments if s[key]) if task in self.tasks else None
@@ -246,6 +267,27 @@ class Transcriber:
             result["transcribe"].words = word_times(log_probs[i, :n], seconds, ctc.vocab.encode(text), text)
 
     @torch.no_grad()
+    def presence(self, waves: Sequence[np.ndarray], segments: Sequence[Segment]) -> list[Presence]:
+        """Each segment's evidence of speech (`speech_presence`): Silero's probability that `segments` carry
+        from segmentation, and m_A's CTC path over `waves` (their audio; one m_A forward for the batch; left out
+        for an m_A without a CTC head)."""
+        rates: list[float | None] = [None] * len(waves)
+        confidences: list[float | None] = [None] * len(waves)
+        try:
+            ctc = self.ctc_model()
+        except ValueError:
+            ctc = None  # no CTC head: Silero is the only witness
+        if ctc is not None and len(waves):
+            audio, lens = pad_waves(waves)
+            with self._autocast():
+                logits, frames = ctc.ctc_logits(audio.to(self.device), lens.to(self.device))  # (B, S, V), (B,)
+            log_probs = logits.float().log_softmax(-1)
+            for i, wave in enumerate(waves):
+                rates[i], confidences[i] = ctc_evidence(log_probs[i, : int(frames[i])], len(wave) / SAMPLE_RATE)
+        return [Presence(no_speech_probability(seg.speech_prob, rate), conf, seg.speech_prob, rate)
+                for seg, rate, conf in zip(segments, rates, confidences)]
+
+    @torch.no_grad()
     def decode(self, waves: Sequence[np.ndarray], tasks: Sequence[str], decoding: DecodeConfig | None = None,
                fallback: bool = True, alignments: bool = False, words: bool = False) -> list[dict[str, Decoded]]:
         """Decode each 16 kHz mono waveform (N_i,) whole, as one batch: m_A once, then one search per task (one
@@ -326,8 +368,8 @@ class Transcriber:
                              f"model needs at least {1000 * self.min_samples / SAMPLE_RATE:.0f} ms)")
         return wave
 
-    def _read(self, path: str, seg: SegmentOptions, errors: str) -> FileResult:
-        item = FileResult(path, (), self.language)
+    def _read(self, path: str, seg: SegmentOptions, errors: str, gate: SpeechGate) -> FileResult:
+        item = FileResult(path, (), self.language, gate=gate)
         try:
             if Path(path).is_dir():
                 raise AudioError(f"{path}: a directory with no audio files in it (looked for "
@@ -351,6 +393,7 @@ class Transcriber:
         *,
         batch_size: int = 8,
         segmentation: SegmentOptions | None = None,
+        gate: SpeechGate | None = None,
         errors: str = "raise",
         progress: bool = False,
         alignments: bool = False,
@@ -364,6 +407,7 @@ class Transcriber:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         seg = segmentation or SegmentOptions()
+        gate = gate or SpeechGate()
         d = self.decoding_for(seg.max_segment, **decoding)
         if words:
             if "transcribe" not in tasks:
@@ -376,7 +420,7 @@ class Transcriber:
         pool: list[FileResult] = []
         try:
             for path in audio:
-                item = self._read(str(path), seg, errors)
+                item = self._read(str(path), seg, errors, gate)
                 item.tasks = tasks
                 pool.append(item)
                 bar.total += item.duration if item.ok else 0.0
@@ -398,10 +442,14 @@ class Transcriber:
         share = {id(f): f.duration / max(sum(s.duration for s in f.segments), 1e-9) for f in pool}
         for f in pool:
             f.outputs = [{} for _ in f.segments]
+            f.presence = [Presence(None, None) for _ in f.segments]
         for batch in chunks(jobs, batch_size):
             waves = [f.wave[f.segments[k].start : f.segments[k].end] for f, k in batch]  # type: ignore[index]
-            for (f, k), out in zip(batch, self.decode(waves, tasks, d, alignments=alignments, words=words)):
-                f.outputs[k] = out
+            outs = self.decode(waves, tasks, d, alignments=alignments, words=words)
+            judged = self.presence(waves, [f.segments[k] for f, k in batch])
+            for (f, k), out, presence in zip(batch, outs, judged):
+                f.presence[k] = presence
+                f.outputs[k] = _silenced(out) if presence.silenced(f.gate) else out
             bar.update(sum(f.segments[k].duration * share[id(f)] for f, k in batch))
         for f in pool:
             f.wave = None  # the audio is not needed any more
@@ -414,6 +462,7 @@ class Transcriber:
         *,
         batch_size: int = 8,
         segmentation: SegmentOptions | None = None,
+        gate: SpeechGate | None = None,
         errors: str = "raise",
         progress: bool = False,
         words: bool = False,
@@ -422,9 +471,11 @@ class Transcriber:
         """Transcribe and/or translate one file (→ a dict) or several (→ a list of dicts, in order).
 
         Each dict: `{"path", "duration", "language", "task", "text", "translation", "segments": [{"start",
-        "end", "text", "translation"}], "warnings"}` (seconds; None for a task not run).
+        "end", "text", "translation", "no_speech_prob", "confidence", "low_confidence"}], "warnings"}` (seconds;
+        None for a task not run).
         task: "transcribe", "translate" or "both". batch_size: segments decoded together.
-        segmentation: how long audio is cut (`SegmentOptions`). errors: "raise" stops at the first unusable
+        segmentation: how long audio is cut (`SegmentOptions`; Silero VAD by default). gate: when a segment
+        without speech gives no text and when one is flagged (`SpeechGate`). errors: "raise" stops at the first unusable
         file (`AudioError`); "report" gives that file `{"path", "error", ...}` and goes on. words: each segment
         also gets `"words": [{"word", "start", "end"}]`, the transcript's words timed by m_A's CTC alignment.
         decoding: DecodeConfig fields, e.g. beam_size=4, no_repeat_ngram_size=3, repetition_penalty=1.2,
@@ -433,7 +484,8 @@ class Transcriber:
         single = isinstance(audio, (str, os.PathLike))
         paths = [audio] if single else list(audio)  # type: ignore[list-item]
         results = [r.to_dict() for r in self.transcribe_iter(
-            paths, task, batch_size=batch_size, segmentation=segmentation, errors=errors, progress=progress,
+            paths, task, batch_size=batch_size, segmentation=segmentation, gate=gate, errors=errors,
+            progress=progress,
             words=words, **decoding)]
         return results[0] if single else results
 
@@ -462,6 +514,13 @@ class _Guide:
         return ctc_scorer(self.speech, self.logits[index], self.frames[index], task, self.vocab)
 
 
+def _silenced(out: dict[str, Decoded]) -> dict[str, Decoded]:
+    """A segment's outputs emptied: it holds no speech, so whatever was decoded from it is not text."""
+    return {task: replace(dec, text="", tokens=[], fallback=0, words=None if dec.words is None else [],
+                          alignment=None if dec.alignment is None else dec.alignment[:0])
+            for task, dec in out.items()}
+
+
 def _widen(seg: Segment, min_samples: int, total: int) -> Segment:
     """`seg` grown symmetrically to at least `min_samples` (within the recording)."""
     missing = min_samples - (seg.end - seg.start)
@@ -469,4 +528,4 @@ def _widen(seg: Segment, min_samples: int, total: int) -> Segment:
         return seg
     start = max(0, seg.start - (missing + 1) // 2)
     end = min(total, start + min_samples)
-    return Segment(max(0, end - min_samples), end, seg.sample_rate)
+    return Segment(max(0, end - min_samples), end, seg.sample_rate, seg.speech_prob)

@@ -15,6 +15,7 @@ from speech_calm.training.loop import run
 from speech_calm.training.recipe import load_recipe
 from tests import tiny
 from tests.runs import make_workspace, write_recipe
+from tests.trained import TONES_CLI
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
 
@@ -69,8 +70,8 @@ def test_large_recipe_architectures_run_tiny(tmp_path: Path) -> None:
     assert {"cer", "chrf"} <= set(report["metrics"])
     audio = str(ws / "data" / json.loads(test.read_text().splitlines()[0])["audio"])
     out = tmp_path / "subs"
-    assert infer_main([str(run_dir), audio, "--format", "srt", "json", "--word-timestamps", "--out", str(out),
-                       "--quiet", "--device", "cpu"]) == 0
+    assert infer_main([str(run_dir), audio, *TONES_CLI, "--format", "srt", "json", "--word-timestamps", "--out",
+                       str(out), "--quiet", "--device", "cpu"]) == 0
     result = json.loads((out / (Path(audio).stem + ".json")).read_text())
     assert result["text"] is not None and all("words" in seg for seg in result["segments"])
     # what ran has the architectures the recipe names: the saved m_A and the anchor the composition loaded
