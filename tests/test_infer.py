@@ -152,7 +152,7 @@ def test_looping_output_is_decoded_again_with_ngram_blocking(model: Transcriber,
     real = Transcriber._search
     calls = []
 
-    def first_call_loops(self, task, states, caps, d):  # noqa: ANN001, ANN202
+    def first_call_loops(self, task, states, caps, d, guide=None, rows=None):  # noqa: ANN001, ANN202
         calls.append(d.no_repeat_ngram_size)
         if len(calls) == 1:
             return [list(loop) for _ in range(states.mask.shape[0])]
