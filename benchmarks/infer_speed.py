@@ -1,11 +1,15 @@
-"""Inference throughput: seconds of audio transcribed per wall-clock second, at batch 1 and batch 8, in one run.
+"""Inference speed and quality of the three searches side by side, in one run, on a trained run's test files:
+plain greedy (one anchor forward per token), drafted greedy (the anchor verifies m_A's CTC transcript several
+tokens per forward: the same output) and joint CTC/anchor scoring (drafted, with `--ctc-weight`).
 
     python benchmarks/infer_speed.py runs/telugu
-    python -m benchmarks.infer_speed runs/telugu --manifest data/vaani/telugu/test.jsonl --files 24 --task both
+    python -m benchmarks.infer_speed runs/telugu --task both --files 24 --ctc-weight 0.3
 
-End to end through `Transcriber.transcribe` (read, resample, segment, decode), on the same files for every
-batch size. Batch sizes take turns for `--repeats` rounds and the best round of each is reported, because
-these machines are shared and noisy; the ratio to batch 1 is the number to compare across machines.
+For each search and batch size: seconds of audio per wall-clock second end to end through
+`Transcriber.transcribe` (read, resample, segment, decode), anchor forwards per utterance, the share of draft
+tokens the anchor kept, CER (and for `--task both` chrF++) against the manifest's references. Searches and
+batch sizes take turns for `--repeats` rounds and the best round of each is reported, because these machines
+are shared and noisy; ratios within one run are the numbers to compare across machines.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ from pathlib import Path
 
 import torch
 
+from speech_calm.core.decoding import DecodeStats
 from speech_calm.infer import load
+from speech_calm.metrics import translation_scores
 from speech_calm.speech.data import read_manifest
+from speech_calm.speech.indic import language_script, normalize
+from speech_calm.speech.metrics import transcript_scores
 from speech_calm.speech.transcribe import TASK_CHOICES
 
 
@@ -29,13 +37,14 @@ def default_manifest(model: object) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Throughput of speech_calm.infer at several batch sizes.")
+    p = argparse.ArgumentParser(description="Plain, drafted and joint search of speech_calm.infer side by side.")
     p.add_argument("run_dir")
     p.add_argument("--manifest", default=None, help="audio to decode (default: the run's first data dir, test split)")
     p.add_argument("--files", type=int, default=16, help="files from the manifest (default 16)")
     p.add_argument("--task", choices=TASK_CHOICES, default="transcribe")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--repeats", type=int, default=2, help="rounds per batch size; the best is reported")
+    p.add_argument("--ctc-weight", type=float, default=0.3, help="the joint search's CTC weight (default 0.3)")
+    p.add_argument("--repeats", type=int, default=2, help="rounds per setting; the best is reported")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     args = p.parse_args(argv)
@@ -49,19 +58,44 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     paths = [u.audio for u in utts]
     audio_seconds = sum(u.duration for u in utts)
+    searches = {"plain": {"draft": False, "ctc_weight": 0.0}, "drafted": {"draft": True, "ctc_weight": 0.0},
+                f"joint {args.ctc_weight:g}": {"draft": True, "ctc_weight": args.ctc_weight}}
     model.transcribe(paths[:1], args.task)  # warm-up: first calls allocate and pick kernels
-    best = {b: float("inf") for b in args.batch_sizes}
+    best: dict[tuple[str, int], float] = {}
+    stats: dict[tuple[str, int], DecodeStats] = {}
+    outputs: dict[tuple[str, int], list[dict]] = {}
     for _ in range(args.repeats):
-        for b in args.batch_sizes:
-            t0 = time.perf_counter()
-            model.transcribe(paths, args.task, batch_size=b)
-            best[b] = min(best[b], time.perf_counter() - t0)
+        for name, settings in searches.items():
+            for b in args.batch_sizes:
+                model.stats = DecodeStats()
+                t0 = time.perf_counter()
+                results = model.transcribe(paths, args.task, batch_size=b, **settings)
+                wall = time.perf_counter() - t0
+                if wall < best.get((name, b), float("inf")):
+                    best[(name, b)], stats[(name, b)], outputs[(name, b)] = wall, model.stats, results
+    script = language_script(model.language)
     print(f"{args.run_dir} on {model.device} ({torch.get_num_threads()} threads), task {args.task}: "
           f"{len(paths)} files, {audio_seconds:.1f} s of audio from {manifest}")
-    print(f"{'batch':>5} {'wall s':>8} {'audio s / wall s':>17} {'vs batch ' + str(args.batch_sizes[0]):>11}")
-    base = best[args.batch_sizes[0]]
-    for b in args.batch_sizes:
-        print(f"{b:>5} {best[b]:>8.1f} {audio_seconds / best[b]:>17.2f} {base / best[b]:>11.2f}")
+    header = (f"{'search':<12} {'batch':>5} {'wall s':>7} {'audio s/s':>9} {'vs plain 1':>10} {'fwd/utt':>8} "
+              f"{'accept':>7} {'CER':>6} {'chrF++':>7} {'same as plain':>13}")
+    print(header)
+    print("-" * len(header))
+    base = best[("plain", args.batch_sizes[0])]
+    for name in searches:
+        for b in args.batch_sizes:
+            results, st = outputs[(name, b)], stats[(name, b)]
+            texts = [r.get("text") or "" for r in results]
+            cer = (transcript_scores([u.text for u in utts], [normalize(t) for t in texts], script)["cer"]
+                   if args.task != "translate" else float("nan"))
+            refs = [(u.translation, r.get("translation") or "") for u, r in zip(utts, results) if u.translation]
+            chrf = translation_scores(*map(list, zip(*refs)))["chrf"] if refs and args.task != "transcribe" \
+                else float("nan")
+            plain = outputs[("plain", b)]
+            same = sum(r.get("text") == q.get("text") and r.get("translation") == q.get("translation")
+                       for r, q in zip(results, plain))
+            print(f"{name:<12} {b:>5} {best[(name, b)]:>7.1f} {audio_seconds / best[(name, b)]:>9.2f} "
+                  f"{base / best[(name, b)]:>10.2f} {st.forwards / max(st.items, 1):>8.1f} "
+                  f"{100 * st.acceptance:>6.1f}% {cer:>6.1f} {chrf:>7.1f} {same:>6}/{len(results):<6}")
     return 0
 
 

@@ -37,6 +37,19 @@ def training_texts(dirs: list[str]) -> tuple[set[str] | None, str]:
     return texts, ", ".join(str(p) for p in paths)
 
 
+def sweep_table(sweep: list[dict]) -> str:
+    """One row per CTC weight: the transcript's CER and WER (all, and unseen sentences), chrF++."""
+    lines = [f"{'ctc_weight':>10} {'CER':>6} {'WER':>6} {'CER unseen':>10} {'chrF++':>7} {'seconds':>8}"]
+    for row in sweep:
+        m, unseen = row["metrics"], (row["subsets"] or {}).get("unseen") or {}
+
+        def cell(v: object) -> str:
+            return f"{v:.1f}" if isinstance(v, (int, float)) else "-"
+        lines.append(f"{row['ctc_weight']:>10.2f} {cell(m.get('cer')):>6} {cell(m.get('wer')):>6} "
+                     f"{cell(unseen.get('cer')):>10} {cell(m.get('chrf')):>7} {row['seconds']:>8.0f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m speech_calm.evaluate",
@@ -51,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="only the first N utterances")
     p.add_argument("--batch-size", type=int, default=8, help="utterances decoded together (default 8)")
     p.add_argument("--beam", type=int, default=None, help="beam size (default: the recipe's)")
+    p.add_argument("--ctc-weight", type=float, nargs="+", default=None, metavar="W",
+                   help="weight of m_A's CTC prefix scores in the transcript's search (default: the recipe's); "
+                        "several values run a sweep and print one row per weight: choose on dev, then set "
+                        "compose.decoding.ctc_weight")
+    p.add_argument("--no-draft", action="store_true", help="decode token by token (same output, slower)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch")
@@ -73,8 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         train_texts, train_note = training_texts(model.recipe.data.dirs)
         if train_texts is None:
             print(f"note: {train_note}; reporting the whole set only (no seen/unseen split)", file=sys.stderr)
-        report = evaluate(model, utts, tasks, args.batch_size, progress=not args.quiet, beam_size=args.beam,
-                          train_texts=train_texts)
+        weights = args.ctc_weight or [None]
+        runs = [evaluate(model, utts, tasks, args.batch_size, progress=not args.quiet, beam_size=args.beam,
+                         train_texts=train_texts, ctc_weight=w, draft=False if args.no_draft else None)
+                for w in weights]
+        report = runs[0]
+        if len(runs) > 1:
+            report["sweep"] = [{"ctc_weight": r["decoding"]["ctc_weight"], "metrics": r["metrics"],
+                                "subsets": r["subsets"], "seconds": r["seconds"]} for r in runs]
         report["train_manifests"] = train_note
     except (ConfigError, FileNotFoundError, OSError, TypeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -85,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.run_dir} on {args.manifest}: {report['utterances']} utterances, {report['hours'] * 60:.1f} min "
           f"of audio, decoded in {report['seconds']:.0f} s ({report['audio_seconds_per_second']:.1f}x real time)")
     print(table(report))
+    if "sweep" in report:
+        print(sweep_table(report["sweep"]))
     print(f"report: {out}")
     for f in report["failed"]:
         print(f"error: {f['error']}", file=sys.stderr)

@@ -160,3 +160,23 @@ def test_without_training_manifests_the_report_covers_the_whole_set(
     assert report["subsets"] is None and report["utterances"] == 2 and "not found" in report["train_manifests"]
     captured = capsys.readouterr()
     assert "whole set only" in captured.err and "unseen" not in captured.out
+
+
+def test_report_scores_m_a_alone_and_a_ctc_weight_sweep(ws: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """Beside the composed transcript, m_A's own CTC transcript is scored; several --ctc-weight values run a
+    sweep with one row per weight, and weight 0 is the plain search."""
+    out = tmp_path / "sweep.json"
+    manifest = ws / "data" / "test.jsonl"
+    assert main([str(ws / "run"), str(manifest), "--out", str(out), "--tasks", "transcribe", "--quiet",
+                 "--ctc-weight", "0", "0.9"]) == 0
+    report = json.loads(out.read_text())
+    assert all(item["ctc_hypothesis"] is not None for item in report["items"])
+    assert report["metrics"]["ctc_cer"] is not None and "m_A CER" in capsys.readouterr().out
+    assert [row["ctc_weight"] for row in report["sweep"]] == [0.0, 0.9]
+    assert report["sweep"][0]["metrics"] == report["metrics"]  # the report itself is the first weight's
+    plain = tmp_path / "plain.json"
+    assert main([str(ws / "run"), str(manifest), "--out", str(plain), "--tasks", "transcribe", "--quiet",
+                 "--no-draft"]) == 0
+    assert [i["hypothesis"] for i in json.loads(plain.read_text())["items"]] == \
+        [i["hypothesis"] for i in report["items"]]  # drafted (default) writes what token by token writes

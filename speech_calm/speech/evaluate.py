@@ -2,7 +2,8 @@
 
 Scores (`speech_calm.speech.metrics`): CER and WER of the transcripts (CER first: Telugu is agglutinative),
 script fidelity (share of output letters in the language's script), BLEU and chrF++ of the translations (on the
-utterances that have a reference translation), overall and per speaker. Each utterance is decoded whole, as in
+utterances that have a reference translation), overall and per speaker; and beside them m_A's own greedy CTC
+transcript's CER and WER (`ctc_cer`, `ctc_wer`), the baseline the composed transcript should beat. Each utterance is decoded whole, as in
 training (manifest clips are utterances already; no segmentation), in duration-sorted batches, with the
 `Transcriber`'s search (token cap per second of audio, loops decoded again). Hypotheses are normalised like
 the references (`speech_calm.speech.indic.normalize`) before CER and WER.
@@ -32,7 +33,8 @@ from speech_calm.speech.transcribe import Transcriber
 
 __all__ = ["evaluate", "scores", "table", "subset_scores"]
 
-COLUMNS = (("cer", "CER"), ("wer", "WER"), ("script_fidelity", "script%"), ("bleu", "BLEU"), ("chrf", "chrF++"))
+COLUMNS = (("cer", "CER"), ("wer", "WER"), ("script_fidelity", "script%"), ("bleu", "BLEU"), ("chrf", "chrF++"),
+           ("ctc_cer", "m_A CER"))
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
@@ -47,6 +49,11 @@ def scores(items: Sequence[dict[str, Any]], script: str) -> dict[str, float]:
     if heard:
         out.update(transcript_scores([i["reference"] for i in heard],
                                      [normalize(i["hypothesis"]) for i in heard], script))
+    alone = [i for i in items if i.get("ctc_hypothesis") is not None]
+    if alone:  # m_A's own greedy CTC transcripts: the part the composition should beat
+        ctc = transcript_scores([i["reference"] for i in alone], [normalize(i["ctc_hypothesis"]) for i in alone],
+                                script)
+        out.update({"ctc_cer": ctc["cer"], "ctc_wer": ctc["wer"]})
     said = [i for i in items if i.get("translation") is not None and i.get("reference_translation")]
     if said:
         out.update(translation_scores([i["reference_translation"] for i in said], [i["translation"] for i in said]))
@@ -90,13 +97,15 @@ def evaluate(model: Transcriber, utts: Sequence[Utterance], tasks: Sequence[str]
             except AudioError as e:
                 failed.append({"id": utts[i].id, "audio": utts[i].audio, "error": str(e)})
         if waves:
-            for i, out in zip(kept, model.decode(waves, tasks, d)):
+            ctc = model.ctc_texts(waves) if "transcribe" in tasks else None
+            for k, (i, out) in enumerate(zip(kept, model.decode(waves, tasks, d))):
                 u = utts[i]
                 items[i] = {
                     "id": u.id, "speaker": u.speaker, "duration": u.duration, "reference": u.text,
                     "hypothesis": out["transcribe"].text if "transcribe" in out else None,
                     "reference_translation": u.translation,
                     "translation": out["translate"].text if "translate" in out else None,
+                    "ctc_hypothesis": ctc[k] if ctc is not None else None,
                 }
         bar.update(len(group))
     bar.close()

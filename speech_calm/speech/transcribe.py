@@ -288,6 +288,20 @@ class Transcriber:
                 for seg, rate, conf in zip(segments, rates, confidences)]
 
     @torch.no_grad()
+    def ctc_texts(self, waves: Sequence[np.ndarray]) -> list[str] | None:
+        """m_A's own greedy CTC transcripts of 16 kHz mono waveforms (one m_A forward for the batch); None for
+        an m_A without a CTC head."""
+        tower = getattr(self.speech.tower, "tower", self.speech.tower)
+        if getattr(tower, "vocab", None) is None:
+            return None
+        audio, lens = pad_waves(waves)
+        with self._autocast():
+            _, logits, frames = ctc_outputs(self.speech.tower, audio.to(self.device), lens.to(self.device))
+        if logits is None or frames is None:
+            return None
+        return ctc_transcripts(logits, frames, tower.vocab, language_script(self.language))
+
+    @torch.no_grad()
     def decode(self, waves: Sequence[np.ndarray], tasks: Sequence[str], decoding: DecodeConfig | None = None,
                fallback: bool = True, alignments: bool = False, words: bool = False) -> list[dict[str, Decoded]]:
         """Decode each 16 kHz mono waveform (N_i,) whole, as one batch: m_A once, then one search per task (one
