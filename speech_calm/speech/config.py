@@ -108,10 +108,10 @@ class DecodeConfig(SearchConfig):
     max_tokens_per_second: float = 12.0  # cap on generated tokens per second of audio (runaway text on noise)
     # greedy search verifies m_A's CTC transcript as a draft, several tokens per anchor forward: the same output
     # as without, in fewer forwards (`speech.guidance`); needs m_A's CTC head, else ignored
-    draft: bool = True
+    draft: bool = True  # greedy search drafts with m_A's CTC transcript (above)
     # weight of m_A's CTC prefix scores mixed with the anchor's log-probabilities on transcripts (joint
     # CTC/attention decoding; 0 = the anchor alone); choose it on dev (`speech_calm.evaluate --ctc-weight ...`)
-    ctc_weight: float = 0.0
+    ctc_weight: float = 0.0  # weight of m_A's CTC prefix scores in the search (above)
 
 
 @dataclass
