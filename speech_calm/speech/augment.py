@@ -28,12 +28,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from speech_calm.speech.audio import SAMPLE_RATE, colored_noise, mix_at_snr, resample, rms, torch_threads
+from speech_calm.speech.audio import (
+    SAMPLE_RATE,
+    colored_noise,
+    mix_at_snr,
+    resample,
+    rms,
+    torch_threads,
+)
 
 if TYPE_CHECKING:
     from speech_calm.speech.config import AugmentConfig
 
-__all__ = ["Augmenter", "speed", "pitch_shift", "vtlp", "reverb", "add_noise", "telephone"]
+__all__ = ["Augmenter", "add_noise", "pitch_shift", "reverb", "room_impulse", "speed", "telephone", "vtlp"]
 
 _N_FFT, _HOP = 1024, 256  # 64 ms frames, 16 ms hop at 16 kHz: resolves the harmonics of a low voice
 _SMOOTH = 31  # bins (~480 Hz) over which the spectral envelope averages power: odd, wider than one harmonic
@@ -46,7 +53,7 @@ def speed(wave: np.ndarray, factor: float, sr: int = SAMPLE_RATE) -> np.ndarray:
     sr·factor (Ko et al. 2015, Kaldi's 0.9/1.0/1.1)."""
     if factor == 1.0:
         return wave
-    return resample(wave, int(round(sr * factor / _RATE_STEP)) * _RATE_STEP, sr)
+    return resample(wave, round(sr * factor / _RATE_STEP) * _RATE_STEP, sr)
 
 
 def _stft(wave: np.ndarray) -> torch.Tensor:

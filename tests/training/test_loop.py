@@ -263,8 +263,8 @@ def test_augmentation_changes_training_audio_only(workspace: Path) -> None:
 
     plain, augmented = stage({}), stage(AUGMENT)
     batch = plain.batches(1)[0]
-    raw, raw_lens = plain.train_audio(batch)
-    aug, aug_lens = augmented.train_audio(batch)
+    raw, _ = plain.train_audio(batch)
+    aug, _ = augmented.train_audio(batch)
     assert not (raw.shape == aug.shape and torch.allclose(raw, aug))
     again, _ = augmented.train_audio(batch)
     torch.testing.assert_close(aug, again, rtol=0, atol=0)
