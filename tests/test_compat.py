@@ -12,7 +12,7 @@ import yaml
 
 import speech_calm
 from speech_calm.schema import ConfigError
-from speech_calm.training.recipe import RETIRED, load_recipe
+from speech_calm.training.recipe import MOVED, RETIRED, load_recipe
 from tests.trained import TONES
 
 FIXTURE = Path(__file__).with_name("fixtures") / "before_layout"
@@ -43,7 +43,7 @@ def test_a_run_directory_from_before_the_restructure_gives_the_same_outputs(old_
 def test_every_removed_setting_is_in_the_old_run_directory() -> None:
     """The compatibility test above reads each retired key (so each one's migration is exercised)."""
     saved = yaml.safe_load((FIXTURE / "run_before_layout" / "recipe.yaml").read_text().replace("@ROOT@", "/x"))
-    for key in RETIRED:
+    for key in [*RETIRED, *MOVED]:
         node = saved
         for part in key.split("."):
             node = node[part]
@@ -53,7 +53,6 @@ def test_every_removed_setting_is_in_the_old_run_directory() -> None:
     ("compose.task_batches=true", "compose.task_batches: True .* this setting was removed"),
     ("compose.bridge.relative=false", "compose.bridge.relative: False .* this setting was removed"),
     ("compose.bridge.num=3", "compose.bridge.num: 3 .* this setting was removed"),
-    ("encoder.speed_perturb=[0.9, 1.1]", "encoder.speed_perturb: \\[0.9, 1.1\\] .* this setting was removed"),
     ("text.tokenizer=own", "text.tokenizer: 'own' .* this setting was removed"),
 ])
 def test_a_removed_setting_that_asks_for_something_else_is_refused(tmp_path: Path, override: str,
@@ -77,11 +76,11 @@ def test_a_finished_run_loads_whatever_its_training_only_settings_held(tmp_path:
     """A run trained with one task per batch (removed since) still loads to transcribe: that setting shaped
     only its training. Training with it again is refused; values that meant the built-in behaviour load."""
     path = tmp_path / "recipe.yaml"
-    path.write_text("compose: {task_batches: true, task_repeats: {translate: 2}}\nencoder: {speed_perturb: [0.9, 1.1]}\n")
+    path.write_text("compose: {task_batches: true, task_repeats: {translate: 2}}\n")
     assert load_recipe(path, trained=True) == load_recipe(_written(tmp_path, "{}"))
     with pytest.raises(ConfigError, match="compose.task_batches"):
         load_recipe(path)
-    same = _written(tmp_path, "compose: {task_repeats: {translate: 1}}\nencoder: {speed_perturb: [1.0]}\n")
+    same = _written(tmp_path, "compose: {task_repeats: {translate: 1}}\n")
     assert load_recipe(same) == load_recipe(_written(tmp_path, "{}"))
     with pytest.raises(ConfigError, match="compose.bridge.relative"):  # it changed the model: never dropped
         load_recipe(_written(tmp_path, "compose: {bridge: {relative: false}}\n"), trained=True)
@@ -91,3 +90,14 @@ def _written(tmp_path: Path, text: str) -> Path:
     path = tmp_path / f"r{abs(hash(text))}.yaml"
     path.write_text(text)
     return path
+
+
+def test_speed_perturbation_came_back_as_encoder_augment_speeds(tmp_path: Path) -> None:
+    """`encoder.speed_perturb` (removed, then brought back in `encoder.augment`) loads as `augment.speeds`, the same
+    behaviour (a factor drawn per training utterance); both names with different values are refused."""
+    old = load_recipe(_written(tmp_path, "encoder: {speed_perturb: [0.9, 1.0, 1.1]}\n"))
+    new = load_recipe(_written(tmp_path, "encoder: {augment: {speeds: [0.9, 1.0, 1.1]}}\n"))
+    assert old == new and new.encoder.augment.speeds == [0.9, 1.0, 1.1]
+    assert load_recipe(_written(tmp_path, "encoder: {speed_perturb: []}\n")) == load_recipe(_written(tmp_path, "{}"))
+    with pytest.raises(ConfigError, match="encoder.speed_perturb is the old name of encoder.augment.speeds"):
+        load_recipe(_written(tmp_path, "encoder: {speed_perturb: [0.9], augment: {speeds: [1.1]}}\n"))

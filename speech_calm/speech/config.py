@@ -23,6 +23,49 @@ class DataConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """On-the-fly augmentation of m_A's training audio (`speech.augment`; never dev or test): voices, rooms
+    and channels the training corpus lacks. Everything is off by default; each transform has a probability
+    per utterance, and its parameters are drawn uniformly from the ranges given."""
+
+    speeds: list[float] = field(default_factory=list)  # speed factors, one drawn per utterance; [] = off
+    pitch_prob: float = 0.0  # share of utterances pitch-shifted (pitch and formants, tempo kept)
+    pitch_semitones: float = 2.0  # shift drawn from [-x, x] semitones
+    vtlp_prob: float = 0.0  # share with vocal-tract-length perturbation (spectrum warped, tempo kept)
+    vtlp_warp: float = 0.1  # warp factor drawn from [1-x, 1+x] (0.1: the range VTLP papers use)
+    reverb_prob: float = 0.0  # share convolved with a synthetic room impulse response
+    reverb_rt60: tuple[float, float] = (0.2, 0.8)  # seconds for the reverberation to decay by 60 dB
+    reverb_drr_db: tuple[float, float] = (0.0, 12.0)  # direct-to-reverberant energy ratio, dB
+    noise_prob: float = 0.0  # share with white, pink or brown noise added
+    noise_snr_db: tuple[float, float] = (5.0, 30.0)  # signal-to-noise ratio, dB
+    telephone_prob: float = 0.0  # share passed through a phone line: 8 kHz, 300-3400 Hz, 8-bit mu-law
+
+    def __post_init__(self) -> None:
+        for name in ("pitch_prob", "vtlp_prob", "reverb_prob", "noise_prob", "telephone_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability, between 0 and 1; got {getattr(self, name)}")
+        bad = [f for f in self.speeds if not 0.5 <= f <= 2.0]
+        if bad:
+            raise ValueError(f"speeds must lie between 0.5 and 2.0 (e.g. [0.9, 1.0, 1.1]); got {bad}")
+        if not 0.0 <= self.pitch_semitones <= 12.0:
+            raise ValueError(f"pitch_semitones must be between 0 and 12; got {self.pitch_semitones}")
+        if not 0.0 <= self.vtlp_warp < 0.5:
+            raise ValueError(f"vtlp_warp must be >= 0 and < 0.5 (factors 1-x..1+x); got {self.vtlp_warp}")
+        for name, low in (("reverb_rt60", 0.01), ("reverb_drr_db", -30.0), ("noise_snr_db", -30.0)):
+            lo, hi = getattr(self, name)
+            if not low <= lo <= hi:
+                raise ValueError(f"{name} must be a range [low, high] with {low} <= low <= high; "
+                                 f"got [{lo}, {hi}]")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any transform can change an utterance (when none can, training audio is read untouched)."""
+        return bool([f for f in self.speeds if f != 1.0]) or any(
+            p > 0 for p in (self.pitch_prob, self.vtlp_prob, self.reverb_prob, self.noise_prob,
+                            self.telephone_prob))
+
+
+@dataclass
 class EncoderStageConfig:
     """Stage `encoder`: train m_A with CTC over the characters of every language in data.languages."""
 
@@ -31,6 +74,7 @@ class EncoderStageConfig:
     sortagrad: bool = True  # first epoch from the shortest utterances up (CTC converges faster, DeepSpeech 2)
     shared_labels: bool = True  # one CTC label per Brahmic letter across scripts (speech_calm.towers.vocab, `fold`)
     eval_batch_size: int = 16  # dev items per CTC decoding batch
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training audio only; off by default
     train: TrainConfig = field(default_factory=TrainConfig)  # the stage's training loop
 
 
@@ -64,10 +108,10 @@ class DecodeConfig(SearchConfig):
     max_tokens_per_second: float = 12.0  # cap on generated tokens per second of audio (runaway text on noise)
     # greedy search verifies m_A's CTC transcript as a draft, several tokens per anchor forward: the same output
     # as without, in fewer forwards (`speech.guidance`); needs m_A's CTC head, else ignored
-    draft: bool = True
+    draft: bool = True  # greedy search drafts with m_A's CTC transcript (above)
     # weight of m_A's CTC prefix scores mixed with the anchor's log-probabilities on transcripts (joint
     # CTC/attention decoding; 0 = the anchor alone); choose it on dev (`speech_calm.evaluate --ctc-weight ...`)
-    ctc_weight: float = 0.0
+    ctc_weight: float = 0.0  # weight of m_A's CTC prefix scores in the search (above)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Each section is defined beside the code that reads it (`speech.config`, `text.config`); this module only joins
 them. Settings that no recipe uses any more were removed; a recipe or a run directory written before that
 still loads when it holds them at the value that is now built in (`RETIRED`), and fails with a message that
-says what to do otherwise.
+says what to do otherwise. Settings that came back under another name are moved there (`MOVED`).
 
     recipe = load_recipe("recipes/telugu.yaml", ["compose.train.max_steps=200"])
     save_recipe(recipe, run_dir / "recipe.yaml")
@@ -41,7 +41,6 @@ ANY = object()  # a removed setting that was read only together with another one
 RETIRED: dict[str, Any] = {
     "compose.task_batches": False,  # one task per batch: chained translation trains both tasks in one row
     "compose.task_repeats": {},  # more rows for a task: likewise
-    "encoder.speed_perturb": [],  # speed perturbation of m_A's training audio
     "text.tokenizer": "anchor",  # m_A reads the anchor's tokens (its own BPE tokenizer was never better)
     "text.own_vocab_size": ANY,  # that tokenizer's size (read only with tokenizer=own)
     **{f"{b}.relative": True for b in BRIDGES},  # every update is scaled by the anchor state's RMS
@@ -52,7 +51,34 @@ RETIRED: dict[str, Any] = {
     "text.decoding.max_tokens_per_second": ANY,  # a cap per second of audio: text has none
 }
 # read only while training: a finished run loads for inference whatever they held
-TRAINING_ONLY = {"compose.task_batches", "compose.task_repeats", "encoder.speed_perturb"}
+TRAINING_ONLY = {"compose.task_batches", "compose.task_repeats"}
+# old key -> its key now, meaning the same: a recipe or run directory holding the old key loads as if it held the new
+MOVED: dict[str, str] = {
+    "encoder.speed_perturb": "encoder.augment.speeds",  # a speed factor drawn per training utterance, as before
+}
+
+
+def _move(data: dict[str, Any], where: Path) -> None:
+    """Rename settings that moved (`MOVED`) in place; refuse a recipe that holds both names with different values."""
+    for old, new in MOVED.items():
+        *parents, leaf = old.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        value = node.pop(leaf)
+        target = data
+        *new_parents, new_leaf = new.split(".")
+        for part in new_parents:
+            child = target.setdefault(part, {})
+            if not isinstance(child, dict):
+                return  # not a mapping: schema checking reports it
+            target = child
+        if new_leaf in target and target[new_leaf] != value:
+            raise ConfigError(f"{old}: {value!r} and {new}: {target[new_leaf]!r} in {where} (or its overrides): "
+                              f"{old} is the old name of {new}; keep only {new}")
+        target[new_leaf] = value
 
 
 def _means_builtin(value: Any, builtin: Any) -> bool:
@@ -90,6 +116,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, *, trained
     training, and were removed since, are dropped whatever they held).
     """
     data = read_yaml(path, overrides)
+    _move(data, Path(path))
     _retire(data, Path(path), trained)
     return from_dict(Recipe, data)
 

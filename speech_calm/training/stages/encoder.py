@@ -9,14 +9,15 @@ WER per language with greedy CTC decoding. Result: `encoder/model/`, loadable as
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from speech_calm.core.batch import bucket_batches, chunks
 from speech_calm.metrics import cer, wer
-from speech_calm.speech.data import AudioStore, dev_subset, read_split
+from speech_calm.speech.augment import Augmenter
+from speech_calm.speech.data import AudioStore, dev_subset, pad_waves, read_split
 from speech_calm.speech.indic import language_script
 from speech_calm.towers.conformer import ConformerEncoder
 from speech_calm.towers.ctc import HFCTCEncoder
@@ -36,6 +37,13 @@ class _CTCObjective(nn.Module):
     def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor, targets: torch.Tensor,
                 target_lens: torch.Tensor) -> torch.Tensor:
         return self.encoder.ctc_loss(audio, audio_lens, targets, target_lens)
+
+
+class EncoderBatch(NamedTuple):
+    """Indices into the training set, with their epoch: what makes each utterance's augmentation reproducible."""
+
+    items: list[int]
+    epoch: int
 
 
 class EncoderStage(Stage):
@@ -65,6 +73,7 @@ class EncoderStage(Stage):
         self.encoder.to(self.rt.device)
         self.module = _CTCObjective(self.encoder)
         self.audio = AudioStore()
+        self.augment = Augmenter(self.cfg.augment, self.recipe.seed) if self.cfg.augment.enabled else None
         self.dev_items = dev_subset(self.dev, self.train_config.eval_items)
         if self.rt.is_main:
             hours = sum(u.duration for u in self.train) / 3600
@@ -83,12 +92,21 @@ class EncoderStage(Stage):
         t = self.train_config
         # SortaGrad: in the first epoch, short utterances (easy alignments) come first
         sorted_first = self.cfg.sortagrad and epoch == 0
-        return bucket_batches([u.duration for u in self.train], t.batch_size, t.max_batch_seconds,
-                              self.recipe.seed, epoch, shuffle=not sorted_first)
+        groups = bucket_batches([u.duration for u in self.train], t.batch_size, t.max_batch_seconds,
+                                self.recipe.seed, epoch, shuffle=not sorted_first)
+        return [EncoderBatch(g, epoch) for g in groups]
 
-    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
-        utts = [self.train[i] for i in batch]
-        audio, lens = self.audio.batch(utts)
+    def train_audio(self, batch: EncoderBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch's audio (B, T) and lengths (B,), augmented when `encoder.augment` asks for it."""
+        utts = [self.train[i] for i in batch.items]
+        if self.augment is None:
+            return self.audio.batch(utts)
+        # a pure function of (seed, epoch, item): a resumed run sees the same audio
+        return pad_waves([self.augment(self.audio.load(u), batch.epoch, i) for u, i in zip(utts, batch.items)])
+
+    def loss(self, model: nn.Module, batch: EncoderBatch) -> torch.Tensor:
+        utts = [self.train[i] for i in batch.items]
+        audio, lens = self.train_audio(batch)
         targets, target_lens = self.vocab.encode_batch([u.text for u in utts])
         dev = self.rt.device
         return model(audio.to(dev), lens.to(dev), targets.to(dev), target_lens.to(dev))
