@@ -15,7 +15,13 @@ from speech_calm.core.baselines import lora_targets
 from speech_calm.speech.audio import torch_threads
 from speech_calm.towers.load import load_anchor
 from speech_calm.training.recipe import load_recipe
-from speech_calm.training.stages.cascade import cascade_model, examples, rows, train_pairs, translate
+from speech_calm.training.stages.cascade import (
+    cascade_model,
+    examples,
+    rows,
+    train_pairs,
+    translate,
+)
 from tests.trained import baseline_runs
 
 
