@@ -1,9 +1,10 @@
-# speech_calm: `make test` and `make demo` are the two commands a user needs (see README.md).
+# speech_calm: `make test` and `make demo` are the two commands a user needs (see README.md); `make results`
+# rebuilds the README's results table (every baseline, three seeds) from scratch.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test test-slow demo bench clean
+.PHONY: install test test-slow demo results bench clean
 
 install: $(VENV)/.installed
 
@@ -21,3 +22,6 @@ test-slow: install
 
 demo: install
 	PY=$(PY) bash scripts/demo.sh
+
+results: install
+	PY=$(PY) bash scripts/results.sh

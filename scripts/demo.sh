@@ -26,35 +26,11 @@ START=$SECONDS
 step() { printf '\n=== [%s] %s  (%d:%02d elapsed)\n' "$1" "$2" $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60)); }
 
 step 1/5 "data: synthetic Vaani-style speech for $RECIPE"
-bash scripts/install_festival.sh  # optional: the held-out voice test set (silently skipped when not possible)
-# one line per data directory of the recipe: DIR LANGUAGE...  (a directory named after a language holds that
-# language; any other directory holds the recipe's remaining languages)
 # shellcheck disable=SC2086
-"$PY" - "$RECIPE" $OVERRIDES > "${TMPDIR:-/tmp}/speech_calm_demo_dirs.$$" <<'PY'
-import sys
-from pathlib import Path
-from speech_calm.training.recipe import load_recipe
-recipe = load_recipe(sys.argv[1], sys.argv[2:])
-dirs, languages = recipe.data.dirs, [l.lower() for l in recipe.data.languages]
-named = {Path(d).name.lower() for d in dirs}
-for d in dirs:
-    own = Path(d).name.lower()
-    print(d, *([own] if own in languages else [l for l in languages if l not in named] or languages))
-PY
-while read -r dir langs; do
-    if [ -f "$dir/stats.json" ] && [ -f "$dir/test.jsonl" ]; then
-        echo "$dir: already prepared ($dir/stats.json); skipped"
-    else
-        # the main language's directory gets the default size (1 h); the others, there only to make m_A
-        # multilingual, OTHER_HOURS per language
-        size=""
-        case "$langs" in *" "*) size="--hours $OTHER_HOURS" ;; esac
-        # shellcheck disable=SC2086
-        "$PY" data_prep/vaani.py --source synthetic --language $langs --out "$dir" --tts auto $size < /dev/null
-    fi
-done < "${TMPDIR:-/tmp}/speech_calm_demo_dirs.$$"
-TEST=$(head -n1 "${TMPDIR:-/tmp}/speech_calm_demo_dirs.$$" | cut -d' ' -f1)/test.jsonl
-rm -f "${TMPDIR:-/tmp}/speech_calm_demo_dirs.$$"
+PY="$PY" OTHER_HOURS="$OTHER_HOURS" bash scripts/data.sh "$RECIPE" $OVERRIDES
+# shellcheck disable=SC2086
+TEST=$("$PY" -c 'import sys; from speech_calm.training.recipe import load_recipe
+print(load_recipe(sys.argv[1], sys.argv[2:]).data.dirs[0])' "$RECIPE" $OVERRIDES)/test.jsonl
 
 step 2/5 "train: $RECIPE -> $RUN (complete stages are skipped, a stopped stage resumes)"
 # shellcheck disable=SC2086

@@ -65,3 +65,31 @@ def long_recording(ws: Path, path: Path, seconds: float = 180.0, seed: int = 0) 
         t += len(wave)
     write_flac(path, np.concatenate(pieces))
     return spans
+
+
+# the demo's compose settings (recipes/telugu.yaml) at a tiny size: CTC-compressed memory, offset-biased bridges,
+# character targets over the script's vocabulary, chained translation
+DEMO_COMPOSE = {"compress": "ctc", "char_targets": True, "script_vocab": True, "chain_translation": True,
+                "bridge": {"every": 1, "frame_stack": 1, "offset_bias": 4}, "decoding": {"max_new_tokens": 12},
+                "train": {**FEW_STEPS, "max_steps": 3}}
+
+
+def baseline_runs(factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Beside `trained_run`'s workspace, runs on its m_A (trained once, as scripts/results.sh does) with the
+    demo's compose settings, a few steps each: CALM at seeds 0 and 1, the prefix projector, CALM trained on
+    transcripts only (zero-shot translation), and the cascade's LoRA. {name: run directory; "ws": workspace}."""
+    ws = trained_run(factory)
+    key = f"{factory.getbasetemp()}:baselines"
+    if key not in _RUNS:
+        m_a = {"source": str(ws / "run" / "encoder" / "model")}
+        runs = {"calm_s0": ({}, 0), "calm_s1": ({}, 1), "prefix": ({"bridge": {**DEMO_COMPOSE["bridge"], "type": "prefix"}}, 0),
+                "zero_shot": ({"tasks": ["transcribe"]}, 0)}
+        for name, (extra, seed) in runs.items():
+            run(load_recipe(write_recipe(ws, name, stages=["compose"], seed=seed,
+                                         compose={**DEMO_COMPOSE, "anchor": {"source": str(ws / "anchor")},
+                                                  "tower": m_a, **extra})))
+        run(load_recipe(write_recipe(ws, "cascade", stages=["cascade"], compose={
+            **DEMO_COMPOSE, "anchor": {"source": str(ws / "anchor")}, "tower": m_a},
+            cascade={"shots": 2, "max_new_tokens": 6, "train": {**FEW_STEPS, "max_steps": 3}})))
+        _RUNS[key] = ws
+    return {"ws": ws, **{name: ws / name for name in ("calm_s0", "calm_s1", "prefix", "zero_shot", "cascade")}}

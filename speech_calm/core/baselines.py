@@ -10,6 +10,7 @@ results table goes through the same code. A plain frozen LM (m_A or m_B alone) i
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -19,6 +20,17 @@ from speech_calm.core.tower import cache_argument
 from speech_calm.schema import ConfigError
 
 Trainable = Literal["none", "lora", "all", "all_but_embeddings"]
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters (peft) in the anchor, the parameter-matched baseline: the settings every LoRA stage shares
+    (the text path's `text_lora` / `kv_lora`, the speech path's `cascade`)."""
+
+    rank: int | None = None  # None = the rank whose adapters have as many parameters as CALM's bridges
+    alpha_ratio: float = 2.0  # lora_alpha = alpha_ratio * rank (peft scales the update by alpha / rank)
+    dropout: float = 0.0  # dropout on the adapters' input
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])  # adapted modules
 
 
 class AnchorModel(nn.Module):

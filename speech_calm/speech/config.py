@@ -1,10 +1,11 @@
-"""The speech path's settings: corpora, the encoder stage (m_A) and the compose stage."""
+"""The speech path's settings: corpora, the encoder stage (m_A), the compose stage and the cascade baseline."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
+from speech_calm.core.baselines import LoraConfig
 from speech_calm.core.bridge import BridgeConfig
 from speech_calm.core.decoding import SearchConfig
 from speech_calm.core.optim import TrainConfig
@@ -138,4 +139,23 @@ class ComposeStageConfig:
     cache_tower_states: bool = True  # compute frozen m_A states once for the training set (memory permitting)
     eval_batch_size: int = 16  # items per decoding batch at evaluation
     decoding: DecodeConfig = field(default_factory=DecodeConfig)  # search used at evaluation and inference
+    train: TrainConfig = field(default_factory=TrainConfig)  # the stage's training loop
+
+
+@dataclass
+class CascadeStageConfig(LoraConfig):
+    """Stage `cascade` and the cascade baselines: m_A's greedy CTC transcript → the anchor translating that text.
+
+    Few-shot: the frozen anchor reads `shots` fixed Telugu→English examples (the first `shots` of the training
+    manifests that have a translation: fixed before any test item is seen), then the transcript. Adapted: stage
+    `cascade` trains LoRA adapters in the anchor (rank matched to the compose stage's bridges unless `rank` is
+    set) on the training manifests' reference transcript → translation pairs, with `adapted_shots` examples per
+    prompt, and is then fed m_A's transcripts. Both decode greedily until the line ends.
+    """
+
+    shots: int = 4  # examples before every query of the few-shot cascade
+    adapted_shots: int = 0  # examples in the adapted cascade's prompts (training and test): it learnt the task
+    instruction: str = "Translate {language} to English."  # first line of every prompt
+    max_new_tokens: int = 64  # cap on a translation's tokens
+    eval_batch_size: int = 16  # prompts per generation batch
     train: TrainConfig = field(default_factory=TrainConfig)  # the stage's training loop

@@ -64,11 +64,17 @@ def build_composition(anchor: nn.Module, tower: AugmentingTower, cfg: ComposeSta
         prior = offset_prior(cfg)
         return Composition(anchor, {TOWER: tower}, b, score_bias={TOWER: prior} if prior else None)
     # the projector gets as many parameters as those bridges would have, their offset prior's included
-    prior = OffsetPrior(b.offset_bias) if b.offset_bias is not None else None
-    spec = anchor_spec(anchor)
-    hidden = Projector.matched_hidden(bridge_parameter_count(tower, anchor, b, TOWER, prior), tower.hidden_size,
-                                      spec.hidden_size, b.frame_stack)
+    hidden = Projector.matched_hidden(bridge_parameters(anchor, tower, cfg), tower.hidden_size,
+                                      anchor_spec(anchor).hidden_size, b.frame_stack)
     return PrefixComposition(anchor, {TOWER: tower}, hidden, b.frame_stack)
+
+
+def bridge_parameters(anchor: nn.Module, tower: AugmentingTower, cfg: ComposeStageConfig) -> int:
+    """How many parameters the compose section's cross-attention bridges (their offset prior's included) have
+    between this anchor and m_A: what every parameter-matched baseline (projector, LoRA) is given."""
+    b = cfg.bridge
+    prior = OffsetPrior(b.offset_bias) if b.offset_bias is not None else None
+    return bridge_parameter_count(tower, anchor, b, TOWER, prior)
 
 
 class SpeechModel:
@@ -292,6 +298,45 @@ class SpeechModel:
         tower outputs. Without either the anchor answers the prompt alone (one row per `batch_size`)."""
         seqs, _ = self._generate_ids(task, audio, audio_lens, tower_outputs, decoding, batch_size)
         return [self.answer(task, self.decode(seq)) for seq in seqs]
+
+    @property
+    def zero_shot_translation(self) -> bool:
+        """Whether translations are zero-shot: a chained model trained on transcripts only
+        (`compose.tasks: [transcribe]`) ends its transcript where it learnt to, and a translation is the
+        anchor's own continuation after the English marker (`continue_translation`)."""
+        return bool(self.cfg.chain_translation) and "translate" not in self.cfg.tasks
+
+    @torch.no_grad()
+    def continue_translation(self, seqs: Sequence[Sequence[int]], tower_outputs: dict[str, TowerOutput],
+                             caps: Sequence[int], decoding: DecodeConfig | None = None) -> list[list[int]]:
+        """Chained outputs `seqs` (token ids after the translate prompt) with an English translation written
+        after each one's transcript: the prompt, the transcript, the English marker, then a greedy continuation
+        over the whole vocabulary until <eos> or the line ends. `caps`: each item's tokens in all (the
+        transcript's count against it, as in one chained search). Returns transcript + marker + English."""
+        d = decoding or self.cfg.decoding
+        marker = self._ids(self.cfg.prompts.english_marker)
+        written = [self.transcript_tokens(seq) + marker for seq in seqs]
+        rows = [self.prompt_ids("translate") + w for w in written]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, r in enumerate(rows):  # left-padded: every row's next token in the last column
+            ids[i, width - len(r):] = torch.tensor(r)
+            mask[i, width - len(r):] = 1
+        lines = {i for i, p in enumerate(self.pieces()) if p and set(p) <= {"\n"}}  # the English is one line
+        options = DecodingOptions(**d.search(), eos_token_ids=tuple(sorted({*self.eos_ids, *lines})),
+                                  pad_token_id=self.pad_id)
+        left = [max(8, cap - len(w)) for cap, w in zip(caps, written)]
+        counter = self.model.context_counter if self._chars is not None else None
+        if counter is not None:  # the transcript in the prompt counts as written, as it was in the first search
+            self.model.context_counter = self._chars.after(written)
+        try:
+            english = generate(self.model, ids.to(self.device), mask.to(self.device), None, options,
+                               max_new_tokens=left, tower_outputs=tower_outputs)
+        finally:
+            if counter is not None:
+                self.model.context_counter = counter
+        return [w + e for w, e in zip(written, english)]
 
     def shared_search(self, tasks: Sequence[str]) -> bool:
         """Whether one search answers both tasks: chained, a translation starts with the transcript (a greedy

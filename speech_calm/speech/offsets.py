@@ -86,6 +86,11 @@ class CharacterCount:
         total = state[:, None] + self._on_device[input_ids].cumsum(-1)  # (B, T)
         return total.clamp(min=0), total[:, -1]
 
+    def after(self, written: Sequence[Sequence[int]]) -> ContinuedCount:
+        """A counter for prompts that end with tokens already `written` (per row): it counts those as this
+        counter would have while writing them, then goes on counting the new tokens."""
+        return ContinuedCount(self, written)
+
     def forced(self, target_ids: Sequence[Sequence[int]], length: int) -> torch.Tensor:
         """(B, length) characters of each target read at every position of its left-padded row (`lm_batch`):
         0 over the prompt, then the running count after each target token, as `__call__` counts them."""
@@ -94,3 +99,28 @@ class CharacterCount:
             counts = (self.token_chars[torch.tensor(list(ids))].cumsum(0) + self.start).clamp(min=0)
             written[row, length - len(ids):] = counts
         return written
+
+
+class ContinuedCount:
+    """A `ContextCounter` for a search that continues rows already written (a chained transcript the model
+    wrote in an earlier search, then the English marker): the prompt's last tokens of each left-padded row,
+    `written[i]`, get the running count that `CharacterCount` would have given them while decoding; the
+    tokens fed after the prompt are counted on from there."""
+
+    def __init__(self, count: CharacterCount, written: Sequence[Sequence[int]]) -> None:
+        self.count = count
+        self.written = [list(w) for w in written]
+
+    def __call__(self, state: torch.Tensor | None, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if state is not None:
+            return self.count(state, input_ids)
+        if input_ids.shape[0] != len(self.written):
+            raise ValueError(f"{len(self.written)} written rows for a prompt batch of {input_ids.shape[0]}")
+        unclamped = torch.zeros(input_ids.shape, dtype=torch.float32)  # (B, T): 0 over the prompt before them
+        for row, ids in enumerate(self.written):
+            if ids:
+                unclamped[row, input_ids.shape[1] - len(ids):] = \
+                    self.count.token_chars[torch.tensor(ids)].cumsum(0) + self.count.start
+        last = torch.tensor([unclamped[row, -1] if ids else self.count.start
+                             for row, ids in enumerate(self.written)])
+        return unclamped.clamp(min=0).to(input_ids.device), last.to(input_ids.device)

@@ -230,8 +230,11 @@ class Transcriber:
                 drafts = guide.drafts(task, rows)
             if options.scorer_weight > 0:
                 scorer = guide.scorer(task, rows)
-        return generate(self.speech.model, ids, None, None, options, max_new_tokens=caps,
+        seqs = generate(self.speech.model, ids, None, None, options, max_new_tokens=caps,
                         tower_outputs={TOWER: states}, drafts=drafts, scorer=scorer, stats=self.stats)
+        if task == "translate" and self.speech.zero_shot_translation:  # trained on transcripts: English unasked
+            seqs = self.speech.continue_translation(seqs, {TOWER: states}, caps, d)
+        return seqs
 
     def _guide(self, logits: torch.Tensor | None, frames: torch.Tensor | None, d: DecodeConfig) -> _Guide | None:
         """m_A's CTC output for the searches (`speech.guidance`), when the settings use it and m_A has a head."""

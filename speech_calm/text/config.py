@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from speech_calm.core.baselines import LoraConfig
 from speech_calm.core.bridge import BridgeConfig
 from speech_calm.core.decoding import SearchConfig
 from speech_calm.core.optim import TrainConfig
@@ -33,13 +34,9 @@ class TextComposeConfig:
 
 
 @dataclass
-class LoraStageConfig:
+class LoraStageConfig(LoraConfig):
     """Stages kv_lora / text_lora: LoRA adapters (peft) in the anchor, the parameter-matched baseline."""
 
-    rank: int | None = None  # None = the rank whose adapters have as many parameters as CALM's bridges
-    alpha_ratio: float = 2.0  # lora_alpha = alpha_ratio * rank (peft scales the update by alpha / rank)
-    dropout: float = 0.0  # dropout on the adapters' input
-    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])  # adapted modules
     eval_batch_size: int = 64  # rows per generation batch at evaluation
     train: TrainConfig = field(default_factory=TrainConfig)  # the stage's training loop
 

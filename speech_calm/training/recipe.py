@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from speech_calm.schema import ConfigError, from_dict, read_yaml, save_config
-from speech_calm.speech.config import ComposeStageConfig, DataConfig, EncoderStageConfig
+from speech_calm.speech.config import CascadeStageConfig, ComposeStageConfig, DataConfig, EncoderStageConfig
 from speech_calm.text.config import KVConfig, TextConfig
 
 
@@ -31,6 +31,7 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)  # speech corpora
     encoder: EncoderStageConfig = field(default_factory=EncoderStageConfig)  # stage `encoder`
     compose: ComposeStageConfig = field(default_factory=ComposeStageConfig)  # stage `compose`
+    cascade: CascadeStageConfig = field(default_factory=CascadeStageConfig)  # stage `cascade` (a baseline)
     kv: KVConfig = field(default_factory=KVConfig)  # the key-value arithmetic experiment (stages kv_*)
     text: TextConfig = field(default_factory=TextConfig)  # the Telugu→English text path (stages text_*)
 

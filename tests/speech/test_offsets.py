@@ -119,3 +119,23 @@ def test_uncached_decoding_with_a_score_bias_is_refused() -> None:
     with pytest.raises(ValueError, match="decode with use_cache=True"):
         generate(model, tiny.prompt(1, 4), None, {"speech": {"audio": audio, "audio_lens": lens}},
                  DecodingOptions(max_new_tokens=3, use_cache=False))
+
+
+def test_continued_count_gives_written_tokens_the_count_they_had_while_written() -> None:
+    """A search that continues rows written earlier (a chained transcript, then the English marker) counts
+    those tokens as the first search did, left padding included, then counts on."""
+    count = CharacterCount(torch.tensor([0.0, 1.0, 2.0, 3.0]), start=-1)
+    written = [[1, 2, 3], [2]]
+    prompt = torch.tensor([[0, 0, 1, 2, 3], [0, 0, 0, 0, 2]])  # 2 prompt tokens, then each row's written tokens
+    context, state = count.after(written)(None, prompt)
+    for row, ids in enumerate(written):  # what token-by-token decoding counted after the prompt
+        _, s = count(None, prompt[row:row + 1, :1])
+        want = []
+        for token in ids:
+            c, s = count(s, torch.tensor([[token]]))
+            want.append(float(c[0, 0]))
+        assert context[row, -len(ids):].tolist() == want
+        assert context[row, : prompt.shape[1] - len(ids)].tolist() == [0.0] * (prompt.shape[1] - len(ids))
+        assert float(state[row]) == float(s[0])
+    more, _ = count.after(written)(state, torch.tensor([[3], [1]]))
+    assert more[:, 0].tolist() == [float(state[0]) + 3, float(state[1]) + 1]
