@@ -283,7 +283,7 @@ def run(recipe: Recipe) -> Path:
                 raise ConfigError(
                     f"{run_dir} was made by a different recipe (see {saved}): its {', '.join(changed)} settings "
                     f"differ; use a new run_dir, or remove {run_dir} to start over. Only train.* settings (steps, "
-                    f"evaluation, saving) may change on resume."
+                    f"evaluation, saving) and decoding.* settings may change on resume."
                 )
         save_recipe(recipe, saved)
     rt.barrier()
@@ -312,12 +312,13 @@ def run(recipe: Recipe) -> Path:
 
 
 def _identity(section: Any) -> Any:
-    """The parts of a recipe section that define what is trained (everything but loop settings)."""
+    """The parts of a recipe section that define what is trained (everything but loop and decoding settings:
+    a finished run may be decoded with a search chosen later)."""
     data = to_dict(section)
 
     def strip(node: Any) -> Any:
         if isinstance(node, dict):
-            return {k: strip(v) for k, v in node.items() if k != "train"}
+            return {k: strip(v) for k, v in node.items() if k not in ("train", "decoding")}
         return node
 
     return strip(data)

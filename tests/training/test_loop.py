@@ -270,3 +270,16 @@ def test_augmentation_changes_training_audio_only(workspace: Path) -> None:
     torch.testing.assert_close(aug, again, rtol=0, atol=0)
     with torch.no_grad():
         assert plain.evaluate() == augmented.evaluate()
+
+
+def test_decoding_settings_may_change_on_resume_what_is_trained_may_not() -> None:
+    """A finished run may be decoded with a search chosen later (e.g. a CTC weight swept on dev); its bridges'
+    settings still identify it."""
+    from dataclasses import replace
+
+    from speech_calm.speech.config import ComposeStageConfig
+    from speech_calm.training.loop import _identity
+
+    cfg = ComposeStageConfig()
+    assert _identity(cfg) == _identity(replace(cfg, decoding=replace(cfg.decoding, ctc_weight=0.6, draft=False)))
+    assert _identity(cfg) != _identity(replace(cfg, bridge=replace(cfg.bridge, offset_bias=4)))
