@@ -57,7 +57,7 @@ def test_evaluate_writes_a_report_and_prints_a_table(ws: Path, tmp_path: Path, c
     assert "broken_clip" in captured.err and "cannot decode" in captured.err
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["utterances"] == len(rows) - 1 and [f["id"] for f in report["failed"]] == ["broken_clip"]
-    assert set(report["metrics"]) == {"cer", "wer", "script_fidelity", "bleu", "chrf"}
+    assert set(report["metrics"]) == {"cer", "wer", "script_fidelity", "bleu", "chrf", "ctc_cer", "ctc_wer"}
     assert set(report["per_speaker"]) == {r["speaker"] for r in rows[:-1]}  # s3 (dev) and s4 (test)
     assert sum(s["utterances"] for s in report["per_speaker"].values()) == report["utterances"]
     assert all(set(s) >= {"cer", "wer", "bleu", "chrf", "minutes"} for s in report["per_speaker"].values())
@@ -74,7 +74,7 @@ def test_default_report_path_and_transcribe_only(ws: Path, capsys: pytest.Captur
     assert main([str(ws / "run"), str(manifest), "--tasks", "transcribe", "--limit", "2", "--quiet"]) == 0
     report = json.loads((ws / "run" / "eval" / "test.json").read_text(encoding="utf-8"))
     assert report["tasks"] == ["transcribe"] and report["utterances"] == 2
-    assert set(report["metrics"]) == {"cer", "wer", "script_fidelity"}
+    assert set(report["metrics"]) == {"cer", "wer", "script_fidelity", "ctc_cer", "ctc_wer"}
     assert "report: " in capsys.readouterr().out
 
 
