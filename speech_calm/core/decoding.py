@@ -309,7 +309,7 @@ def _drafted(
     mask, cache, first = attention_mask, None, True
     holes = False  # whether a live row has rejected columns in the cache (left padding is no hole)
     while not all(done):
-        past = cache.get_seq_length() if cache is not None else input_ids.shape[1] + memory_width(memory)
+        past = cache.get_seq_length() if cache is not None else input_ids.shape[1] + _memory_width(memory)
         budget = max(len(d) for d in drafts)
         if window is not None:
             # a sliding window counts cache columns, holes included: near it, drop the holes (columns are then
@@ -349,7 +349,7 @@ def _drafted(
         logits = out.logits[:, -(width + 1):] if first else out.logits[:, -width:]
         kept = [0] * b  # columns of this round's chunk each row keeps
         live = [i for i in range(b) if not done[i]]
-        offset = [0 if first else 1] * b  # the pending token each later round feeds first
+        offset = 0 if first else 1  # the pending token each later round feeds first
         j = 0
         while live:
             rows = torch.zeros(b, logits.shape[-1], device=device)
@@ -372,12 +372,12 @@ def _drafted(
                 stats.accepted += int(agrees)
                 if y in eos or len(output[i]) >= limits[i]:
                     done[i] = True
-                    kept[i] = offset[i] + j + int(agrees)
+                    kept[i] = offset + j + int(agrees)
                 elif agrees:
                     still.append(i)
                 else:  # the anchor's own token: fed first next round
                     pending[i] = y
-                    kept[i] = offset[i] + j
+                    kept[i] = offset + j
                     pointer[i] = _realign(output[i], drafts[i])
             live = still
             j += 1
@@ -430,7 +430,7 @@ def _compact(cache: Any, mask: torch.Tensor) -> torch.Tensor | None:
     return new
 
 
-def memory_width(memory: Any) -> int:
+def _memory_width(memory: Any) -> int:
     """Positions a prefix model's memory puts in front of the prompt (0 for bridges, which read it aside)."""
     embeds = getattr(memory, "embeds", None)
     return int(embeds.shape[1]) if embeds is not None else 0

@@ -97,8 +97,9 @@ def evaluate(model: Transcriber, utts: Sequence[Utterance], tasks: Sequence[str]
             except AudioError as e:
                 failed.append({"id": utts[i].id, "audio": utts[i].audio, "error": str(e)})
         if waves:
-            ctc = model.ctc_texts(waves) if "transcribe" in tasks else None
-            for k, (i, out) in enumerate(zip(kept, model.decode(waves, tasks, d))):
+            encoded = model.encode(waves)  # m_A once for the search and its own transcripts
+            ctc = model.ctc_texts(waves, encoded) if "transcribe" in tasks else None
+            for k, (i, out) in enumerate(zip(kept, model.decode(waves, tasks, d, encoded=encoded))):
                 u = utts[i]
                 items[i] = {
                     "id": u.id, "speaker": u.speaker, "duration": u.duration, "reference": u.text,

@@ -30,7 +30,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ from speech_calm.speech.segment import Segment, SegmentOptions, find_segments
 from speech_calm.speech.speech_presence import Presence, SpeechGate, ctc_evidence, no_speech_probability
 from speech_calm.towers.ctc import ctc_outputs
 
-__all__ = ["Decoded", "FileResult", "Transcriber"]
+__all__ = ["Decoded", "Encoded", "FileResult", "Transcriber"]
 
 TASK_CHOICES = ("transcribe", "translate", "both")
 
@@ -270,58 +270,60 @@ class Transcriber:
             result["transcribe"].words = word_times(log_probs[i, :n], seconds, ctc.vocab.encode(text), text)
 
     @torch.no_grad()
-    def presence(self, waves: Sequence[np.ndarray], segments: Sequence[Segment]) -> list[Presence]:
+    @torch.no_grad()
+    def encode(self, waves: Sequence[np.ndarray]) -> Encoded:
+        """m_A once over a batch of 16 kHz mono waveforms: its states as the bridges read them and its CTC
+        logits, which decoding, the speech gate and m_A's own transcripts all read."""
+        audio, lens = pad_waves(waves)  # (B, T), (B,)
+        with self._autocast():
+            states, logits, frames = ctc_outputs(self.speech.tower, audio.to(self.device), lens.to(self.device))
+        return Encoded(audio, lens, states, logits, frames)
+
+    def presence(self, waves: Sequence[np.ndarray], segments: Sequence[Segment],
+                 encoded: Encoded | None = None) -> list[Presence]:
         """Each segment's evidence of speech (`speech_presence`): Silero's probability that `segments` carry
-        from segmentation, and m_A's CTC path over `waves` (their audio; one m_A forward for the batch; left out
-        for an m_A without a CTC head)."""
+        from segmentation, and m_A's CTC path over `waves` (their audio; from `encoded` when given, else one m_A
+        forward for the batch; left out for an m_A without a CTC head)."""
         rates: list[float | None] = [None] * len(waves)
         confidences: list[float | None] = [None] * len(waves)
-        try:
-            ctc = self.ctc_model()
-        except ValueError:
-            ctc = None  # no CTC head: Silero is the only witness
-        if ctc is not None and len(waves):
-            audio, lens = pad_waves(waves)
-            with self._autocast():
-                logits, frames = ctc.ctc_logits(audio.to(self.device), lens.to(self.device))  # (B, S, V), (B,)
-            log_probs = logits.float().log_softmax(-1)
-            for i, wave in enumerate(waves):
-                rates[i], confidences[i] = ctc_evidence(log_probs[i, : int(frames[i])], len(wave) / SAMPLE_RATE)
+        if len(waves):
+            encoded = encoded or self.encode(waves)
+            if encoded.logits is not None and encoded.frames is not None:  # else Silero is the only witness
+                log_probs = encoded.logits.float().log_softmax(-1)
+                for i, wave in enumerate(waves):
+                    rates[i], confidences[i] = ctc_evidence(log_probs[i, : int(encoded.frames[i])],
+                                                            len(wave) / SAMPLE_RATE)
         return [Presence(no_speech_probability(seg.speech_prob, rate), conf, seg.speech_prob, rate)
                 for seg, rate, conf in zip(segments, rates, confidences)]
 
-    @torch.no_grad()
-    def ctc_texts(self, waves: Sequence[np.ndarray]) -> list[str] | None:
-        """m_A's own greedy CTC transcripts of 16 kHz mono waveforms (one m_A forward for the batch); None for
-        an m_A without a CTC head."""
+    def ctc_texts(self, waves: Sequence[np.ndarray], encoded: Encoded | None = None) -> list[str] | None:
+        """m_A's own greedy CTC transcripts of 16 kHz mono waveforms (from `encoded` when given, else one m_A
+        forward for the batch); None for an m_A without a CTC head."""
         tower = getattr(self.speech.tower, "tower", self.speech.tower)
-        if getattr(tower, "vocab", None) is None:
+        encoded = encoded or self.encode(waves)
+        if getattr(tower, "vocab", None) is None or encoded.logits is None or encoded.frames is None:
             return None
-        audio, lens = pad_waves(waves)
-        with self._autocast():
-            _, logits, frames = ctc_outputs(self.speech.tower, audio.to(self.device), lens.to(self.device))
-        if logits is None or frames is None:
-            return None
-        return ctc_transcripts(logits, frames, tower.vocab, language_script(self.language))
+        return ctc_transcripts(encoded.logits, encoded.frames, tower.vocab, language_script(self.language))
 
     @torch.no_grad()
     def decode(self, waves: Sequence[np.ndarray], tasks: Sequence[str], decoding: DecodeConfig | None = None,
-               fallback: bool = True, alignments: bool = False, words: bool = False) -> list[dict[str, Decoded]]:
-        """Decode each 16 kHz mono waveform (N_i,) whole, as one batch: m_A once, then one search per task (one
-        for both when chained: the transcript is the translation's part before the English marker).
+               fallback: bool = True, alignments: bool = False, words: bool = False,
+               encoded: Encoded | None = None) -> list[dict[str, Decoded]]:
+        """Decode each 16 kHz mono waveform (N_i,) whole, as one batch: m_A once (or `encoded`, from `encode`),
+        then one search per task (one for both when chained: the transcript is the translation's part before the
+        English marker).
 
         fallback: decode outputs that loop again with n-gram blocking (kept when they loop less).
         alignments: also compute each output's cross-attention over the audio (one extra forward per item).
-        words: also time each transcript's words by m_A's CTC alignment (one more m_A forward per batch).
+        words: also time each transcript's words by m_A's CTC alignment.
         Returns one {task: Decoded} per waveform.
         """
         d = decoding or self.decoding
-        audio, lens = pad_waves(waves)  # (B, T), (B,)
+        # once for every task: m_A's states, and its CTC logits for drafts, CTC scores and word times
+        audio, lens, states, logits, frames = encoded or self.encode(waves)
         caps = token_caps((lens.double() / SAMPLE_RATE).tolist(), d)
         results: list[dict[str, Decoded]] = [{} for _ in waves]
         with self._autocast():
-            # once for every task: m_A's states, and its CTC logits for drafts, CTC scores and word times
-            states, logits, frames = ctc_outputs(self.speech.tower, audio.to(self.device), lens.to(self.device))
             guide = self._guide(logits, frames, d)
             shared = self.speech.shared_search(tasks)
             for task in tasks:
@@ -462,8 +464,9 @@ class Transcriber:
             f.presence = [Presence(None, None) for _ in f.segments]
         for batch in chunks(jobs, batch_size):
             waves = [f.wave[f.segments[k].start : f.segments[k].end] for f, k in batch]  # type: ignore[index]
-            outs = self.decode(waves, tasks, d, alignments=alignments, words=words)
-            judged = self.presence(waves, [f.segments[k] for f, k in batch])
+            encoded = self.encode(waves)  # m_A once for the search and the speech gate
+            outs = self.decode(waves, tasks, d, alignments=alignments, words=words, encoded=encoded)
+            judged = self.presence(waves, [f.segments[k] for f, k in batch], encoded)
             for (f, k), out, presence in zip(batch, outs, judged):
                 f.presence[k] = presence
                 f.outputs[k] = _silenced(out) if presence.silenced(f.gate) else out
@@ -505,6 +508,17 @@ class Transcriber:
             progress=progress,
             words=words, **decoding)]
         return results[0] if single else results
+
+
+class Encoded(NamedTuple):
+    """One batch through m_A (`Transcriber.encode`): padded audio (B, T) and lengths (B,), the states the bridges
+    read, and m_A's CTC logits (B, S, V) with real frames (B,) (None without a CTC head)."""
+
+    audio: torch.Tensor
+    lens: torch.Tensor
+    states: TowerOutput
+    logits: torch.Tensor | None
+    frames: torch.Tensor | None
 
 
 class _Guide:

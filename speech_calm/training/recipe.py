@@ -59,16 +59,23 @@ MOVED: dict[str, str] = {
 }
 
 
+def _pop(data: dict[str, Any], dotted: str) -> tuple[bool, Any]:
+    """Remove the setting at `dotted` ("section.sub.key") from nested `data`: (whether it was there, its value)."""
+    *parents, leaf = dotted.split(".")
+    node: Any = data
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or leaf not in node:
+        return False, None
+    return True, node.pop(leaf)
+
+
 def _move(data: dict[str, Any], where: Path) -> None:
     """Rename settings that moved (`MOVED`) in place; refuse a recipe that holds both names with different values."""
     for old, new in MOVED.items():
-        *parents, leaf = old.split(".")
-        node: Any = data
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or leaf not in node:
+        found, value = _pop(data, old)
+        if not found:
             continue
-        value = node.pop(leaf)
         target = data
         *new_parents, new_leaf = new.split(".")
         for part in new_parents:
@@ -96,13 +103,9 @@ def _means_builtin(value: Any, builtin: Any) -> bool:
 def _retire(data: dict[str, Any], where: Path, trained: bool) -> None:
     """Drop removed settings in place where they hold the built-in behaviour; refuse them otherwise."""
     for key, builtin in RETIRED.items():
-        *parents, leaf = key.split(".")
-        node: Any = data
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or leaf not in node:
+        found, value = _pop(data, key)
+        if not found:
             continue
-        value = node.pop(leaf)
         if not _means_builtin(value, builtin) and not (trained and key in TRAINING_ONLY):
             raise ConfigError(
                 f"{key}: {value!r} in {where} (or its overrides): this setting was removed (the code now always "

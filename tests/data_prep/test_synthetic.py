@@ -114,6 +114,7 @@ def test_festival_telugu_voice_when_installed() -> None:
 def test_heldout_partition_keeps_values_and_sentences_out_of_train(language: str) -> None:
     held = heldout_values(language, 0)
     cats = lexicon(language)
+    assert held
     for cat, values in held.items():  # about a fifth of every slot list, at least one value
         assert 1 <= len(values) < len(cats[cat]), cat
     train = [sentence_for(language, i, 0, "train") for i in range(400)]
